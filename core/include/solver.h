@@ -1,0 +1,417 @@
+/*
+ * solver.h -- the one public header of libsolver.
+ *
+ * Everything a plugin may use from the core is declared here:
+ *
+ *   errors      every fallible call returns 0 on success and -1 on failure,
+ *               leaving a message in sv_errmsg() that names what was wrong.
+ *   graph       a symbolic float64 tensor graph, built once; derivative
+ *               nodes (sv_vjp, sv_grad) are ordinary nodes and can be
+ *               differentiated again.
+ *   plan        a graph compiled for one batch size: topological order,
+ *               dead nodes dropped, buffers planned in one arena; run many
+ *               times without allocating.
+ *   params      all trainable values in one contiguous vector.
+ *   nn          dense layers and MLPs over a params vector.
+ *   lsq         a least-squares objective (loss, gradient, exact Jacobian)
+ *               built from residual nodes of a graph.
+ *   optim       SGD, Adam, L-BFGS (PETSc TAO) and Levenberg-Marquardt
+ *               behind one call; MPI reductions happen here.
+ *   run         what a plugin receives: options, RNG, MPI, log, progress,
+ *               output directory, metrics, CSV, plots, checkpoints.
+ *   plugin      the descriptor a plugin exports.
+ *
+ * Conventions: all reals are double; shapes are row-major with at most
+ * SV_MAX_DIMS axes; axis 0 of a node may be the batch axis (SV_BATCH), whose
+ * size is fixed only when the graph is compiled.
+ */
+#ifndef SOLVER_H
+#define SOLVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <gsl/gsl_rng.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && !defined(SV_API)
+#define SV_API __attribute__((visibility("default")))
+#elif !defined(SV_API)
+#define SV_API
+#endif
+
+#if defined(__GNUC__)
+#define SV_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define SV_PRINTF(a, b)
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Version and errors                                                  */
+/* ------------------------------------------------------------------ */
+
+SV_API const char *sv_version(void);
+
+/* The message of the last failure in this thread ("" if none). */
+SV_API const char *sv_errmsg(void);
+/* Set the message (printf-style) and return -1, for `return sv_fail(...)`. */
+SV_API int sv_fail(const char *fmt, ...) SV_PRINTF(1, 2);
+/* Prefix the current message with more context and return -1. */
+SV_API int sv_fail_context(const char *fmt, ...) SV_PRINTF(1, 2);
+SV_API void sv_clear_error(void);
+
+/* ------------------------------------------------------------------ */
+/* Graph                                                               */
+/* ------------------------------------------------------------------ */
+
+#define SV_MAX_DIMS 4
+/* In a shape, axis 0 may be SV_BATCH: its size is chosen at compile time. */
+#define SV_BATCH (-1)
+
+typedef struct sv_graph sv_graph;
+typedef struct sv_node sv_node;
+typedef struct sv_params sv_params;
+
+/*
+ * Building never fails loudly: an op given a bad shape returns NULL and
+ * records the first error in the graph (sticky, like cairo); an op given a
+ * NULL input returns NULL. sv_graph_error() or sv_compile() reports it.
+ */
+SV_API sv_graph *sv_graph_new(void);
+SV_API void sv_graph_free(sv_graph *g);
+SV_API const char *sv_graph_error(const sv_graph *g); /* NULL if none */
+SV_API int sv_graph_node_count(const sv_graph *g);
+
+/* Leaves. `dims` has `ndim` entries; dims[0] may be SV_BATCH. */
+SV_API sv_node *sv_input(sv_graph *g, const char *name, int ndim, const int *dims);
+SV_API sv_node *sv_constant(sv_graph *g, int ndim, const int *dims, const double *data);
+SV_API sv_node *sv_scalar(sv_graph *g, double value);
+/* A tensor filled with one value, of the shape of `like` (batch kept). */
+SV_API sv_node *sv_fill_like(sv_node *like, double value);
+/* A parameter block: a named view into the params vector. */
+SV_API sv_node *sv_param(sv_graph *g, sv_params *p, const char *name, int ndim,
+                         const int *dims);
+
+/* Shape queries. sv_dim returns SV_BATCH for a batch axis. */
+SV_API int sv_ndim(const sv_node *a);
+SV_API int sv_dim(const sv_node *a, int axis);
+SV_API int sv_is_batched(const sv_node *a);
+SV_API sv_graph *sv_node_graph(const sv_node *a);
+SV_API const char *sv_op_name(const sv_node *a);
+
+/* Elementwise binary ops with numpy broadcasting (right-aligned). */
+SV_API sv_node *sv_add(sv_node *a, sv_node *b);
+SV_API sv_node *sv_sub(sv_node *a, sv_node *b);
+SV_API sv_node *sv_mul(sv_node *a, sv_node *b);
+SV_API sv_node *sv_div(sv_node *a, sv_node *b);
+
+/* Elementwise unary ops. */
+SV_API sv_node *sv_neg(sv_node *a);
+SV_API sv_node *sv_square(sv_node *a);
+SV_API sv_node *sv_pow(sv_node *a, double p); /* a^p, p a constant */
+SV_API sv_node *sv_exp(sv_node *a);
+SV_API sv_node *sv_ln(sv_node *a);     /* natural log (sv_log is the logger) */
+SV_API sv_node *sv_sqrt(sv_node *a);
+SV_API sv_node *sv_tanh(sv_node *a);
+SV_API sv_node *sv_sin(sv_node *a);
+SV_API sv_node *sv_cos(sv_node *a);
+SV_API sv_node *sv_sigmoid(sv_node *a);
+SV_API sv_node *sv_softplus(sv_node *a);
+SV_API sv_node *sv_scale(sv_node *a, double s);      /* s * a */
+SV_API sv_node *sv_add_scalar(sv_node *a, double s); /* a + s */
+
+/*
+ * Matrix product of 2-D nodes through cblas_dgemm:
+ * op(a) * op(b), op = transpose when the flag is set. A batched `a`
+ * ([B,k] * [k,n] -> [B,n]) is the common case; transpose_a of a batched
+ * `a` contracts over the batch ([B,m]^T [B,n] -> [m,n]).
+ */
+SV_API sv_node *sv_matmul(sv_node *a, sv_node *b);
+SV_API sv_node *sv_matmul_t(sv_node *a, int transpose_a, sv_node *b, int transpose_b);
+
+/* Reductions. axis may be negative (from the end); the axis is dropped. */
+SV_API sv_node *sv_sum(sv_node *a);  /* all elements -> scalar */
+SV_API sv_node *sv_mean(sv_node *a); /* all elements -> scalar */
+SV_API sv_node *sv_sum_axis(sv_node *a, int axis);
+SV_API sv_node *sv_mean_axis(sv_node *a, int axis);
+/* Sum over broadcast axes down to a shape (the adjoint of broadcasting). */
+SV_API sv_node *sv_sum_to(sv_node *a, int ndim, const int *dims);
+/* Broadcast to a shape (numpy rules). */
+SV_API sv_node *sv_broadcast_to(sv_node *a, int ndim, const int *dims);
+
+/* Shape ops. A reshape of a batched node keeps dims[0] = SV_BATCH. */
+SV_API sv_node *sv_reshape(sv_node *a, int ndim, const int *dims);
+SV_API sv_node *sv_transpose(sv_node *a); /* 2-D, not batched */
+SV_API sv_node *sv_slice(sv_node *a, int axis, int start, int len);
+SV_API sv_node *sv_concat(int n, sv_node *const *parts, int axis);
+
+/*
+ * Rows by index (message passing). a is [n, ...] (not batched);
+ * gather -> [m, ...] with out[i] = a[idx[i]];
+ * scatter_add -> [nrows, ...] with out[idx[i]] += a[i].
+ * The index array is copied.
+ */
+SV_API sv_node *sv_gather_rows(sv_node *a, int m, const int *idx);
+SV_API sv_node *sv_scatter_add_rows(sv_node *a, int m, const int *idx, int nrows);
+
+/*
+ * Reverse-mode derivatives, built as graph nodes.
+ * sv_vjp: for each x[i], the node sum_j seed_j * d y_j / d x[i] (shape of
+ * x[i]); seed NULL means all ones. A node y does not depend on gives zeros.
+ * sv_grad: d(sum y)/dx. For a batched y whose rows depend only on the
+ * same row of x (a PINN), sv_grad(u, x) is du/dx row by row.
+ */
+SV_API int sv_vjp(sv_node *y, sv_node *seed, int nx, sv_node *const *x, sv_node **out);
+SV_API sv_node *sv_grad(sv_node *y, sv_node *x);
+/* Gradient of sum(y) w.r.t. every block of p, packed as one [n] vector in
+   the params' order. */
+SV_API sv_node *sv_grad_params(sv_node *y, sv_params *p);
+
+/* ------------------------------------------------------------------ */
+/* Plans: a graph compiled for one batch size                          */
+/* ------------------------------------------------------------------ */
+
+typedef struct sv_plan sv_plan;
+
+SV_API sv_plan *sv_compile(sv_graph *g, int nout, sv_node *const *outputs, int batch);
+SV_API void sv_plan_free(sv_plan *p);
+/* Point an input at caller-owned data (batch rows of the input's row size).
+   The data must stay valid while the plan runs; nothing is copied. */
+SV_API int sv_plan_bind(sv_plan *p, sv_node *input, const double *data);
+SV_API int sv_plan_run(sv_plan *p);
+/* The buffer of a compiled node: an output, an input, a parameter or a
+   constant. NULL for anything else (intermediate buffers are reused) and
+   while an input is unbound. */
+SV_API const double *sv_plan_value(const sv_plan *p, const sv_node *n);
+SV_API size_t sv_plan_size(const sv_plan *p, const sv_node *n); /* elements */
+SV_API size_t sv_plan_arena_bytes(const sv_plan *p);
+SV_API int sv_plan_step_count(const sv_plan *p);
+
+/* ------------------------------------------------------------------ */
+/* Parameters                                                          */
+/* ------------------------------------------------------------------ */
+
+/* Kinds, for initialisers. */
+typedef enum { SV_PARAM_OTHER = 0, SV_PARAM_WEIGHT, SV_PARAM_BIAS } sv_param_kind;
+
+SV_API sv_params *sv_params_new(void);
+SV_API void sv_params_free(sv_params *p);
+/* Declaring blocks grows the vector; the first sv_params_data() or
+   sv_compile() freezes it (no more blocks after that). */
+SV_API size_t sv_params_count(const sv_params *p);   /* total values */
+SV_API double *sv_params_data(sv_params *p);         /* freezes */
+SV_API int sv_params_block_count(const sv_params *p);
+SV_API const char *sv_params_block_name(const sv_params *p, int i);
+SV_API size_t sv_params_block_offset(const sv_params *p, int i);
+SV_API size_t sv_params_block_size(const sv_params *p, int i);
+SV_API int sv_params_set_kind(sv_params *p, sv_node *param, sv_param_kind kind,
+                              int fan_in, int fan_out);
+/* Glorot (Xavier) uniform for weights, zero for biases, from the RNG. */
+SV_API int sv_params_init_glorot(sv_params *p, gsl_rng *rng);
+
+/* ------------------------------------------------------------------ */
+/* Networks                                                            */
+/* ------------------------------------------------------------------ */
+
+typedef enum {
+  SV_ACT_NONE = 0, SV_ACT_TANH, SV_ACT_SIGMOID, SV_ACT_SOFTPLUS, SV_ACT_SIN
+} sv_activation;
+
+/* Parse "tanh", "sigmoid", "softplus", "sin", "none". */
+SV_API int sv_activation_parse(const char *s, sv_activation *out);
+SV_API const char *sv_activation_name(sv_activation a);
+
+/* act(x W + b), x [rows, nin] -> [rows, nout]; blocks "<name>.W", "<name>.b". */
+SV_API sv_node *sv_dense(sv_params *p, const char *name, sv_node *x, int nout,
+                         sv_activation act);
+/* depth hidden layers of `width` with act, then a linear layer to nout. */
+SV_API sv_node *sv_mlp(sv_params *p, const char *name, sv_node *x, int width,
+                       int depth, int nout, sv_activation act);
+
+/* ------------------------------------------------------------------ */
+/* Objectives and optimizers                                           */
+/* ------------------------------------------------------------------ */
+
+typedef struct sv_run sv_run;
+
+/*
+ * What an optimizer minimises. Every callback computes this rank's share;
+ * the optimizer sums losses and gradients over the ranks and gathers
+ * residual rows, so a plugin that splits its data needs nothing else.
+ * theta is the parameter vector being optimised (n values, the same on all
+ * ranks).
+ */
+typedef struct sv_objective {
+  size_t n;                   /* parameters */
+  size_t m;                   /* residual rows on this rank (0: no lsq) */
+  /* loss (this rank's share) and, if grad != NULL, its gradient. */
+  int (*loss_grad)(void *ctx, const double *theta, double *loss, double *grad);
+  /* residuals r (m) and, if J != NULL, the Jacobian (m x n, row-major);
+     loss = sum over all ranks of |r|^2. NULL when not a least-squares
+     problem. */
+  int (*residuals)(void *ctx, const double *theta, double *r, double *J);
+  void *ctx;
+} sv_objective;
+
+typedef enum { SV_OPTIM_SGD = 0, SV_OPTIM_ADAM, SV_OPTIM_LBFGS, SV_OPTIM_LM } sv_optim_kind;
+
+SV_API int sv_optim_parse(const char *s, sv_optim_kind *out); /* "sgd", "adam", "lbfgs", "lm" */
+SV_API const char *sv_optim_name(sv_optim_kind k);
+
+typedef struct sv_optim_opts {
+  sv_optim_kind kind;
+  const char *stage;     /* name for progress, logs and metrics ("adam") */
+  int max_steps;         /* iterations */
+  double lr;             /* SGD/Adam learning rate */
+  double momentum;       /* SGD */
+  double beta1, beta2, eps; /* Adam */
+  int restart_period;    /* Adam: cosine warm restarts, first period (0: constant lr) */
+  double restart_mult;   /* period multiplier after each restart (>= 1) */
+  double lr_min;         /* cosine floor */
+  double gtol;           /* stop when |grad| (L-BFGS) or the LM step is this small */
+  double ftol;           /* stop when the loss is below this */
+  double lm_lambda;      /* LM initial damping */
+  int checkpoint_every;  /* steps between checkpoints (0: stage end only) */
+  /* Called every step before the loss is evaluated (for resampling); may be NULL. */
+  int (*on_step)(void *ctx, int step);
+  void *on_step_ctx;
+} sv_optim_opts;
+
+/* Defaults for a kind: Adam lr 1e-3, betas 0.9/0.999, ... */
+SV_API void sv_optim_defaults(sv_optim_opts *o, sv_optim_kind kind);
+
+typedef struct sv_optim_result {
+  int steps;
+  double loss;           /* final loss */
+  double seconds;
+  int converged;         /* 1 when a tolerance stopped it */
+} sv_optim_result;
+
+/*
+ * Minimise obj over the values of p (in place). Records the loss history in
+ * the run (loss_history.csv), shows progress, checkpoints the parameters,
+ * and stops with an error naming the step if the loss becomes NaN or Inf
+ * (the parameters are restored to the last good values).
+ */
+SV_API int sv_minimize(sv_run *run, sv_params *p, const sv_objective *obj,
+                       const sv_optim_opts *o, sv_optim_result *res);
+
+/* ------------------------------------------------------------------ */
+/* Least squares from a graph                                          */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The objective loss = sum_k weight_k * sum_rows res_k^2 / rows_global for
+ * batched residual nodes res_k ([B] or [B,1]) whose rows depend only on the
+ * same rows of the inputs. Loss and gradient run on a batch-`rows` plan;
+ * the exact Jacobian (for LM) runs a batch-1 plan once per row, so it costs
+ * about one extra backward pass per row. Refuses residuals that mix rows.
+ */
+typedef struct sv_lsq sv_lsq;
+
+SV_API sv_lsq *sv_lsq_new(sv_graph *g, sv_params *p, int nres, sv_node *const *res,
+                          int rows, int rows_global);
+SV_API void sv_lsq_free(sv_lsq *l);
+SV_API int sv_lsq_bind(sv_lsq *l, sv_node *input, const double *data);
+/* Per-residual weights (default 1); may change between steps (SoftAdapt). */
+SV_API int sv_lsq_set_weight(sv_lsq *l, int k, double w);
+SV_API const sv_objective *sv_lsq_objective(sv_lsq *l);
+/* This rank's mean square of residual k at the current parameters, from the
+   last loss evaluation. */
+SV_API double sv_lsq_last_part(const sv_lsq *l, int k);
+
+/* ------------------------------------------------------------------ */
+/* The run context                                                     */
+/* ------------------------------------------------------------------ */
+
+/* Options (PETSc's options database): name with its leading dash, "-n". A
+   declared option is listed by -help with its default and help text; an
+   option given on the command line that no one declared is an error. */
+SV_API int sv_opt_int(sv_run *r, const char *name, int def, const char *help, int *out);
+SV_API int sv_opt_real(sv_run *r, const char *name, double def, const char *help, double *out);
+SV_API int sv_opt_bool(sv_run *r, const char *name, int def, const char *help, int *out);
+SV_API int sv_opt_string(sv_run *r, const char *name, const char *def, const char *help,
+                         char *out, size_t outsize);
+
+SV_API gsl_rng *sv_run_rng(sv_run *r);
+SV_API unsigned long sv_run_seed(const sv_run *r);
+SV_API int sv_run_rank(const sv_run *r);
+SV_API int sv_run_size(const sv_run *r);
+/* Sum n doubles over all ranks, in place. */
+SV_API int sv_allreduce_sum(sv_run *r, double *x, size_t n);
+/* Split `total` items over the ranks: this rank gets [*first, *first + *count). */
+SV_API void sv_run_partition(const sv_run *r, int total, int *first, int *count);
+/* Gather each rank's `count` doubles (counts may differ) into `all` on every
+   rank, in rank order. */
+SV_API int sv_allgather(sv_run *r, const double *mine, int count, double *all);
+
+/* Logging (rank 0 only; never print directly from a plugin). */
+SV_API void sv_log(sv_run *r, const char *fmt, ...) SV_PRINTF(2, 3);
+SV_API void sv_warn(sv_run *r, const char *fmt, ...) SV_PRINTF(2, 3);
+
+/* Progress: a bar with rate and ETA on a terminal, a line every few
+   seconds otherwise. sv_minimize uses it for you. */
+SV_API void sv_progress_begin(sv_run *r, const char *what, long total);
+SV_API void sv_progress_update(sv_run *r, long done, double loss);
+SV_API void sv_progress_end(sv_run *r);
+
+/* Output directory (created by the core). */
+SV_API const char *sv_run_outdir(const sv_run *r);
+/* A named number for summary.json's "metrics" (last value wins). */
+SV_API int sv_metric(sv_run *r, const char *name, double value);
+/* A headline line for the end-of-run summary on stdout. */
+SV_API int sv_headline(sv_run *r, const char *fmt, ...) SV_PRINTF(2, 3);
+/* Write a CSV (atomically) of ncols columns of nrows values each. */
+SV_API int sv_write_csv(sv_run *r, const char *file, int ncols, const char *const *names,
+                        size_t nrows, const double *const *cols);
+/* Append a row to a CSV series kept open by the run (header on first use). */
+SV_API int sv_series_append(sv_run *r, const char *file, int ncols,
+                            const char *const *names, const double *values);
+/* Render a PNG with gnuplot (if installed; otherwise a note in the log).
+   `script` is gnuplot commands run in the output directory after
+   "set terminal pngcairo; set output '<png>'". */
+SV_API int sv_plot(sv_run *r, const char *png, const char *script);
+
+/* Checkpoints of a params vector: versioned header, block names, checksum,
+   written to a temporary file then renamed. */
+SV_API int sv_checkpoint_save(const sv_params *p, const char *path);
+SV_API int sv_checkpoint_load(sv_params *p, const char *path);
+/* The run's own checkpoint path (<outdir>/checkpoint.bin). */
+SV_API const char *sv_run_checkpoint_path(const sv_run *r);
+
+/* ------------------------------------------------------------------ */
+/* Plugins                                                             */
+/* ------------------------------------------------------------------ */
+
+/* Bump on any incompatible change; the descriptor only grows at its end. */
+#define SV_ABI_VERSION 1
+#define SV_PLUGIN_ENTRY_NAME "sv_plugin_entry"
+
+typedef struct sv_plugin {
+  uint32_t abi_version;   /* SV_ABI_VERSION */
+  uint32_t struct_size;   /* sizeof(sv_plugin) */
+  uint32_t real_size;     /* sizeof(double) */
+  const char *name;       /* "pinn_legendre" */
+  const char *summary;    /* one line */
+  /* Declare and read options (sv_opt_*), check them, allocate *state. */
+  int (*setup)(sv_run *r, void **state);
+  /* Do the work: train, evaluate, report metrics and files. */
+  int (*run)(sv_run *r, void *state);
+  /* Free state (may be NULL). */
+  void (*cleanup)(void *state);
+} sv_plugin;
+
+#define SV_PLUGIN_INIT(name_, summary_, setup_, run_, cleanup_) \
+  { SV_ABI_VERSION, (uint32_t)sizeof(sv_plugin), (uint32_t)sizeof(double), \
+    (name_), (summary_), (setup_), (run_), (cleanup_) }
+
+/* A plugin defines: SV_PLUGIN_EXPORT const sv_plugin *sv_plugin_entry(void) */
+#define SV_PLUGIN_EXPORT __attribute__((visibility("default")))
+typedef const sv_plugin *(*sv_plugin_entry_fn)(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SOLVER_H */

@@ -1,0 +1,176 @@
+/*
+ * internal.h -- structures shared by the core's files. Never installed;
+ * plugins see only solver.h.
+ */
+#ifndef SV_INTERNAL_H
+#define SV_INTERNAL_H
+
+#include "solver.h"
+#include <stdio.h>
+#include <mpi.h>
+
+/* Internal functions shared across core files. They are exported from
+   libsolver.so (so the unit tests can call them) but not declared in
+   solver.h, so plugins never see them. */
+#define SV_HIDDEN __attribute__((visibility("default")))
+
+/* ------------------------------------------------------------------ */
+/* Graph (graph.c, autodiff.c, compile.c, kernels.c)                  */
+/* ------------------------------------------------------------------ */
+
+typedef enum {
+  /* leaves */
+  OP_INPUT, OP_PARAM, OP_CONST,
+  /* binary, broadcasting */
+  OP_ADD, OP_SUB, OP_MUL, OP_DIV,
+  /* unary elementwise */
+  OP_NEG, OP_SQUARE, OP_POW, OP_EXP, OP_LOG, OP_SQRT, OP_TANH, OP_SIN, OP_COS,
+  OP_SIGMOID, OP_SOFTPLUS, OP_SCALE, OP_ADD_SCALAR,
+  /* linear algebra */
+  OP_MATMUL,
+  /* reductions and broadcasting (mean: divide by the element ratio) */
+  OP_SUM_TO, OP_BROADCAST,
+  /* shape */
+  OP_RESHAPE, OP_TRANSPOSE, OP_SLICE, OP_CONCAT,
+  /* indexing */
+  OP_GATHER, OP_SCATTER_ADD,
+  OP_COUNT
+} sv_op;
+
+typedef struct {
+  int ndim;
+  int d[SV_MAX_DIMS]; /* d[0] may be SV_BATCH */
+} sv_shape;
+
+#define SV_MAX_INPUTS 3
+
+struct sv_node {
+  int id;                 /* index in graph->nodes; inputs have smaller ids */
+  sv_op op;
+  sv_graph *g;
+  sv_shape shape;
+  int nin;
+  sv_node **in;           /* nin inputs (points into inline or heap) */
+  sv_node *in_inline[SV_MAX_INPUTS];
+  /* attributes */
+  double a;               /* pow exponent, scale, scalar */
+  int ia[4];              /* matmul: ta, tb; slice/concat: axis, start, len;
+                             sum_to/broadcast: mean flag */
+  int *idx; int nidx;     /* gather/scatter indices (owned) */
+  double *data;           /* OP_CONST values (owned) */
+  char *name;             /* inputs and params */
+  sv_params *params;      /* OP_PARAM */
+  int block;              /* OP_PARAM: block index */
+};
+
+struct sv_graph {
+  sv_node **nodes;
+  int n, cap;
+  char *error;            /* first build error (sticky) */
+};
+
+/* Shapes */
+SV_HIDDEN int sv__shape_is_batched(const sv_shape *s);
+/* Elements with the batch axis resolved to `batch`. */
+SV_HIDDEN size_t sv__shape_count(const sv_shape *s, int batch);
+SV_HIDDEN void sv__shape_format(const sv_shape *s, char *buf, size_t n);
+/* Record a build error on g (first one wins) and return NULL. */
+SV_HIDDEN sv_node *sv__graph_fail(sv_graph *g, const char *fmt, ...) SV_PRINTF(2, 3);
+/* Low-level node creation (graph.c) */
+SV_HIDDEN sv_node *sv__node_new(sv_graph *g, sv_op op, int nin, sv_node *const *in,
+                                const sv_shape *shape);
+
+/* Reductions with the mean flag (divide by the element ratio). */
+SV_HIDDEN sv_node *sv__sum_to_mean(sv_node *a, const sv_shape *t, int mean);
+SV_HIDDEN sv_node *sv__broadcast_mean(sv_node *a, const sv_shape *t, int mean);
+/* Freeze a params vector (allocate its data); 0 or -1. */
+SV_HIDDEN int sv__params_freeze(sv_params *p);
+
+/* Params (params.c) */
+typedef struct {
+  char *name;
+  sv_shape shape;         /* no batch axis */
+  size_t offset, size;
+  sv_param_kind kind;
+  int fan_in, fan_out;
+} sv_param_block;
+
+struct sv_params {
+  sv_param_block *blocks;
+  int nblocks, cap;
+  size_t count;
+  double *data;           /* allocated when frozen */
+  int frozen;
+};
+
+/* ------------------------------------------------------------------ */
+/* Run context (run.c, options.c, progress.c, output.c, main.c)       */
+/* ------------------------------------------------------------------ */
+
+typedef enum { SV_OPTTYPE_INT, SV_OPTTYPE_REAL, SV_OPTTYPE_BOOL, SV_OPTTYPE_STRING } sv_opttype;
+
+typedef struct {
+  char *name;             /* "-n" */
+  sv_opttype type;
+  char *def;              /* default, as text */
+  char *value;            /* value used, as text */
+  char *help;
+} sv_optdecl;
+
+typedef struct {
+  char *name;
+  double value;
+} sv_metric_entry;
+
+typedef struct {
+  char *file;             /* relative to outdir */
+  FILE *fp;
+  int ncols;
+} sv_series_entry;
+
+struct sv_run {
+  MPI_Comm comm;
+  int rank, size;
+  unsigned long seed;
+  gsl_rng *rng;
+  char *outdir;
+  char *checkpoint_path;
+  const sv_plugin *plugin;
+  char *plugin_path;
+  int help_mode;          /* -help: declarations are listed, nothing runs */
+  int quiet;
+  int is_tty;             /* stderr is a terminal: draw a bar */
+  double t_start;         /* wall clock at start */
+
+  sv_optdecl *opts; int nopts, capopts;
+  sv_metric_entry *metrics; int nmetrics, capmetrics;
+  char **headlines; int nheadlines, capheadlines;
+  sv_series_entry *series; int nseries, capseries;
+
+  /* progress */
+  char *prog_what;
+  long prog_total, prog_done;
+  double prog_t0, prog_last;
+  double prog_loss;
+  int prog_active;
+};
+
+/* Create a run context (run.c): the communicator is used as given (the
+   caller initialised PETSc/MPI); outdir is created if missing (rank 0).
+   The RNG is a gsl_rng_mt19937 seeded with `seed`. */
+SV_HIDDEN sv_run *sv__run_new(MPI_Comm comm, const char *outdir, unsigned long seed);
+SV_HIDDEN void sv__run_free(sv_run *r);
+
+/* Wall clock in seconds. */
+SV_HIDDEN double sv__now(void);
+/* Write a whole file atomically: temporary file in the same directory,
+   fsync, rename. */
+SV_HIDDEN int sv__write_atomic(const char *path, const void *data, size_t n);
+/* <outdir>/<file>, malloc'd. */
+SV_HIDDEN char *sv__outpath(const sv_run *r, const char *file);
+/* Write <outdir>/summary.json from the run (options, metrics, ...). */
+SV_HIDDEN int sv__write_summary(sv_run *r, double wall_seconds);
+/* Close the run's open series files. */
+SV_HIDDEN void sv__series_close_all(sv_run *r);
+
+#endif

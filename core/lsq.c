@@ -1,0 +1,278 @@
+/*
+ * lsq.c -- a least-squares objective from residual nodes of a graph.
+ *
+ *   loss = sum_k w_k * sum_rows res_k^2 / rows_global
+ *
+ * Loss and gradient come from one plan compiled for this rank's rows. The
+ * exact Jacobian for Gauss-Newton comes from a second plan of the SAME graph
+ * compiled for batch 1: because every row of a residual depends only on the
+ * same row of the inputs, d res_k[i] / d theta is the parameter gradient of
+ * the batch-1 graph fed with row i. That is one small backward pass per
+ * row instead of one full backward pass per row, and the rows come out
+ * bit-identical however the points are split over ranks.
+ */
+#include "internal.h"
+#include "plan.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct sv_lsq {
+  sv_graph *g;
+  sv_params *p;
+  int nres, rows, rows_global;
+  sv_node **res, **part, **jac;
+  sv_node *wnode, *loss, *grad;
+  double *w, *last_part;
+  sv_plan *plan;   /* batch = rows: loss, grad, parts */
+  sv_plan *plan1;  /* batch = 1: res_k, jac_k */
+  int ninputs;
+  sv_node **inputs;
+  const double **data; /* bound by the caller */
+  double **row;        /* batch-1 copy of the current row (batched inputs) */
+  sv_objective obj;
+};
+
+/* Does the residual mix rows (a reduction or a contraction over the batch
+   axis)? Then batch-1 plans would not give its Jacobian rows. */
+static const sv_node *mixes_rows(sv_graph *g, const sv_node *res)
+{
+  char *need = calloc((size_t)res->id + 1, 1);
+  const sv_node *bad = NULL;
+  if (!need)
+    return res;
+  need[res->id] = 1;
+  for (int i = res->id; i >= 0 && !bad; i--) {
+    if (!need[i])
+      continue;
+    const sv_node *n = g->nodes[i];
+    for (int j = 0; j < n->nin; j++)
+      need[n->in[j]->id] = 1;
+    if (n->op == OP_SUM_TO && sv__shape_is_batched(&n->in[0]->shape) && !sv__shape_is_batched(&n->shape))
+      bad = n;
+    if (n->op == OP_MATMUL && n->ia[0] && sv__shape_is_batched(&n->in[0]->shape))
+      bad = n;
+  }
+  free(need);
+  return bad;
+}
+
+void sv_lsq_free(sv_lsq *l)
+{
+  if (!l)
+    return;
+  sv_plan_free(l->plan);
+  sv_plan_free(l->plan1);
+  if (l->row)
+    for (int i = 0; i < l->ninputs; i++)
+      free(l->row[i]);
+  free(l->row);
+  free(l->data);
+  free(l->inputs);
+  free(l->res);
+  free(l->part);
+  free(l->jac);
+  free(l->w);
+  free(l->last_part);
+  free(l);
+}
+
+static int lsq_loss_grad(void *ctx, const double *theta, double *loss, double *grad);
+static int lsq_residuals(void *ctx, const double *theta, double *r, double *J);
+
+sv_lsq *sv_lsq_new(sv_graph *g, sv_params *p, int nres, sv_node *const *res, int rows, int rows_global)
+{
+  if (!g || !p || nres < 1 || !res)
+    return sv_fail("lsq: needs a graph, a params vector and at least one residual"), NULL;
+  if (g->error)
+    return sv_fail("lsq: the graph has an error: %s", g->error), NULL;
+  if (rows < 1 || rows_global < rows)
+    return sv_fail("lsq: %d rows on this rank of %d in all", rows, rows_global), NULL;
+  for (int k = 0; k < nres; k++) {
+    if (!res[k] || res[k]->g != g)
+      return sv_fail("lsq: residual %d is not a node of this graph", k), NULL;
+    if (!sv__shape_is_batched(&res[k]->shape) || sv__shape_count(&res[k]->shape, 1) != 1)
+      return sv_fail("lsq: residual %d must be [B] or [B,1] (one value per row)", k), NULL;
+    const sv_node *bad = mixes_rows(g, res[k]);
+    if (bad)
+      return sv_fail("lsq: residual %d mixes rows (node %d, %s, reduces over the batch axis); "
+                     "its Jacobian rows cannot be computed row by row", k, bad->id, sv_op_name(bad)), NULL;
+  }
+
+  sv_lsq *l = calloc(1, sizeof *l);
+  if (!l)
+    return sv_fail("lsq: out of memory"), NULL;
+  l->g = g;
+  l->p = p;
+  l->nres = nres;
+  l->rows = rows;
+  l->rows_global = rows_global;
+  l->res = calloc((size_t)nres, sizeof *l->res);
+  l->part = calloc((size_t)nres, sizeof *l->part);
+  l->jac = calloc((size_t)nres, sizeof *l->jac);
+  l->w = malloc((size_t)nres * sizeof *l->w);
+  l->last_part = calloc((size_t)nres, sizeof *l->last_part);
+  if (!l->res || !l->part || !l->jac || !l->w || !l->last_part)
+    goto oom;
+  for (int k = 0; k < nres; k++) {
+    l->res[k] = res[k];
+    l->w[k] = 1.0;
+  }
+
+  /* the loss, its gradient and the per-row Jacobians, as nodes */
+  int wd = nres;
+  l->wnode = sv_input(g, "lsq.weights", 1, &wd);
+  sv_node *sum = NULL;
+  for (int k = 0; k < nres; k++) {
+    l->part[k] = sv_sum(sv_square(res[k]));
+    sv_node *wk = sv_reshape(sv_slice(l->wnode, 0, k, 1), 0, NULL);
+    sv_node *term = sv_mul(wk, l->part[k]);
+    sum = sum ? sv_add(sum, term) : term;
+  }
+  l->loss = sv_scale(sum, 1.0 / rows_global);
+  l->grad = sv_grad_params(l->loss, p);
+  for (int k = 0; k < nres; k++)
+    l->jac[k] = sv_grad_params(res[k], p);
+  if (g->error) {
+    sv_fail("lsq: %s", g->error);
+    goto fail;
+  }
+
+  int nout = 2 + nres;
+  sv_node **outs = malloc((size_t)(2 * nres + 2) * sizeof *outs);
+  if (!outs)
+    goto oom;
+  outs[0] = l->loss;
+  outs[1] = l->grad;
+  for (int k = 0; k < nres; k++)
+    outs[2 + k] = l->part[k];
+  l->plan = sv_compile(g, nout, outs, rows);
+  for (int k = 0; k < nres; k++) {
+    outs[2 * k] = res[k];
+    outs[2 * k + 1] = l->jac[k];
+  }
+  l->plan1 = l->plan ? sv_compile(g, 2 * nres, outs, 1) : NULL;
+  free(outs);
+  if (!l->plan || !l->plan1)
+    goto fail;
+
+  /* every input of the graph can be bound; the weights are bound here */
+  for (int i = 0; i < g->n; i++)
+    l->ninputs += g->nodes[i]->op == OP_INPUT;
+  l->inputs = calloc((size_t)l->ninputs, sizeof *l->inputs);
+  l->data = calloc((size_t)l->ninputs, sizeof *l->data);
+  l->row = calloc((size_t)l->ninputs, sizeof *l->row);
+  if (!l->inputs || !l->data || !l->row)
+    goto oom;
+  for (int i = 0, k = 0; i < g->n; i++)
+    if (g->nodes[i]->op == OP_INPUT)
+      l->inputs[k++] = g->nodes[i];
+  if (sv_lsq_bind(l, l->wnode, l->w) < 0)
+    goto fail;
+
+  l->obj.n = sv_params_count(p);
+  l->obj.m = (size_t)nres * (size_t)rows;
+  l->obj.loss_grad = lsq_loss_grad;
+  l->obj.residuals = lsq_residuals;
+  l->obj.ctx = l;
+  return l;
+
+oom:
+  sv_fail("lsq: out of memory");
+fail:
+  sv_lsq_free(l);
+  return NULL;
+}
+
+int sv_lsq_bind(sv_lsq *l, sv_node *input, const double *data)
+{
+  if (!l || !input || !data)
+    return sv_fail("lsq bind: missing argument");
+  int k = 0;
+  while (k < l->ninputs && l->inputs[k] != input)
+    k++;
+  if (k == l->ninputs)
+    return sv_fail("lsq bind: '%s' is not an input of this graph", input->name ? input->name : "?");
+  l->data[k] = data;
+  if (sv_plan_bind(l->plan, input, data) < 0)
+    return -1;
+  if (sv__shape_is_batched(&input->shape)) {
+    if (!l->row[k]) {
+      l->row[k] = calloc(sv__shape_count(&input->shape, 1), sizeof(double));
+      if (!l->row[k])
+        return sv_fail("lsq bind: out of memory");
+    }
+    return sv_plan_bind(l->plan1, input, l->row[k]);
+  }
+  return sv_plan_bind(l->plan1, input, data);
+}
+
+int sv_lsq_set_weight(sv_lsq *l, int k, double w)
+{
+  if (!l || k < 0 || k >= l->nres)
+    return sv_fail("lsq: no residual %d", k);
+  if (!(w >= 0) || !isfinite(w))
+    return sv_fail("lsq: weight %g of residual %d must be finite and >= 0", w, k);
+  l->w[k] = w;
+  return 0;
+}
+
+const sv_objective *sv_lsq_objective(sv_lsq *l) { return l ? &l->obj : NULL; }
+
+double sv_lsq_last_part(const sv_lsq *l, int k)
+{
+  return l && k >= 0 && k < l->nres ? l->last_part[k] : NAN;
+}
+
+/* The optimizer may hand us a vector other than the params' own. */
+static void use_theta(sv_lsq *l, const double *theta)
+{
+  if (theta && theta != l->p->data)
+    memcpy(l->p->data, theta, l->p->count * sizeof(double));
+}
+
+static int lsq_loss_grad(void *ctx, const double *theta, double *loss, double *grad)
+{
+  sv_lsq *l = ctx;
+  use_theta(l, theta);
+  if (sv_plan_run(l->plan) < 0)
+    return -1;
+  *loss = sv_plan_value(l->plan, l->loss)[0];
+  if (grad)
+    memcpy(grad, sv_plan_value(l->plan, l->grad), l->p->count * sizeof(double));
+  for (int k = 0; k < l->nres; k++)
+    l->last_part[k] = sv_plan_value(l->plan, l->part[k])[0] / l->rows;
+  return 0;
+}
+
+static int lsq_residuals(void *ctx, const double *theta, double *r, double *J)
+{
+  sv_lsq *l = ctx;
+  size_t n = l->p->count;
+  use_theta(l, theta);
+  for (int i = 0; i < l->rows; i++) {
+    for (int k = 0; k < l->ninputs; k++) {
+      if (!l->row[k])
+        continue;
+      if (!l->data[k])
+        return sv_fail("lsq: input '%s' is not bound (sv_lsq_bind)", l->inputs[k]->name);
+      size_t rs = sv__shape_count(&l->inputs[k]->shape, 1);
+      memcpy(l->row[k], l->data[k] + (size_t)i * rs, rs * sizeof(double));
+    }
+    if (sv_plan_run(l->plan1) < 0)
+      return -1;
+    for (int k = 0; k < l->nres; k++) {
+      double s = sqrt(l->w[k] / l->rows_global);
+      size_t m = (size_t)k * (size_t)l->rows + (size_t)i;
+      r[m] = s * sv_plan_value(l->plan1, l->res[k])[0];
+      if (J) {
+        const double *jr = sv_plan_value(l->plan1, l->jac[k]);
+        double *dst = J + m * n;
+        for (size_t j = 0; j < n; j++)
+          dst[j] = s * jr[j];
+      }
+    }
+  }
+  return 0;
+}

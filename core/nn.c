@@ -1,0 +1,76 @@
+/*
+ * nn.c -- dense layers and MLPs as graph builders over a params vector.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *const act_names[] = {"none", "tanh", "sigmoid", "softplus", "sin"};
+
+int sv_activation_parse(const char *s, sv_activation *out)
+{
+  for (int i = 0; i < (int)(sizeof act_names / sizeof *act_names); i++)
+    if (s && strcmp(s, act_names[i]) == 0) {
+      *out = (sv_activation)i;
+      return 0;
+    }
+  return sv_fail("unknown activation '%s' (expected none, tanh, sigmoid, softplus or sin)", s ? s : "");
+}
+
+const char *sv_activation_name(sv_activation a)
+{
+  return (unsigned)a < sizeof act_names / sizeof *act_names ? act_names[a] : "?";
+}
+
+static sv_node *activate(sv_node *z, sv_activation act)
+{
+  switch (act) {
+  case SV_ACT_TANH: return sv_tanh(z);
+  case SV_ACT_SIGMOID: return sv_sigmoid(z);
+  case SV_ACT_SOFTPLUS: return sv_softplus(z);
+  case SV_ACT_SIN: return sv_sin(z);
+  case SV_ACT_NONE: break;
+  }
+  return z;
+}
+
+sv_node *sv_dense(sv_params *p, const char *name, sv_node *x, int nout, sv_activation act)
+{
+  if (!x)
+    return NULL;
+  sv_graph *g = x->g;
+  if (x->shape.ndim != 2)
+    return sv__graph_fail(g, "dense '%s': input must be [rows, features]", name);
+  int nin = x->shape.d[1];
+  if (nout < 1)
+    return sv__graph_fail(g, "dense '%s': %d outputs", name, nout);
+  char wn[256], bn[256];
+  snprintf(wn, sizeof wn, "%s.W", name);
+  snprintf(bn, sizeof bn, "%s.b", name);
+  int wd[2] = {nin, nout}, bd[1] = {nout};
+  sv_node *W = sv_param(g, p, wn, 2, wd), *b = sv_param(g, p, bn, 1, bd);
+  if (!W || !b)
+    return NULL;
+  sv_params_set_kind(p, W, SV_PARAM_WEIGHT, nin, nout);
+  sv_params_set_kind(p, b, SV_PARAM_BIAS, nin, nout);
+  return activate(sv_add(sv_matmul(x, W), b), act);
+}
+
+sv_node *sv_mlp(sv_params *p, const char *name, sv_node *x, int width, int depth, int nout,
+                sv_activation act)
+{
+  if (!x)
+    return NULL;
+  if (width < 1 || depth < 0 || nout < 1)
+    return sv__graph_fail(x->g, "mlp '%s': width %d, depth %d, outputs %d (need >= 1, >= 0, >= 1)", name,
+                          width, depth, nout);
+  char ln[256];
+  sv_node *h = x;
+  for (int l = 0; l < depth; l++) {
+    snprintf(ln, sizeof ln, "%s.%d", name, l);
+    h = sv_dense(p, ln, h, width, act);
+  }
+  snprintf(ln, sizeof ln, "%s.out", name);
+  return sv_dense(p, ln, h, nout, SV_ACT_NONE);
+}

@@ -1,0 +1,34 @@
+/*
+ * plan.h -- the compiled plan (compile.c builds it, kernels.c runs it).
+ */
+#ifndef SV_PLAN_H
+#define SV_PLAN_H
+
+#include "internal.h"
+
+enum { BUF_NONE = 0, BUF_ARENA, BUF_INPUT, BUF_PARAM, BUF_CONST, BUF_ALIAS };
+
+struct sv_plan {
+  sv_graph *g;
+  int batch;
+  int nnodes;            /* g->n when compiled; later nodes are not in the plan */
+  /* per node id */
+  double **buf;          /* resolved storage */
+  char *kind;            /* BUF_* */
+  size_t *off;           /* arena offset (doubles) */
+  sv_shape *shape;       /* shape with the batch axis resolved */
+  size_t *count;         /* elements */
+  const double **bound;  /* input bindings */
+  char *visible;         /* readable after a run: outputs, leaves, views of them
+                            (other arena slices are reused) */
+  /* execution */
+  int *steps;            /* node ids to compute, in order */
+  int nsteps;
+  double *arena;
+  size_t arena_size;     /* doubles */
+  int dirty;             /* bindings changed: re-resolve pointers */
+};
+
+SV_HIDDEN int sv__plan_resolve(sv_plan *p);
+
+#endif
