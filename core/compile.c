@@ -88,6 +88,143 @@ static int fl_free(freelist *f, size_t off, size_t len)
   return 0;
 }
 
+/* ---------- folding: merge duplicates and trivial ops ---------- */
+
+/* The storage a view finally reads. */
+static int root_of(const sv_plan *p, int id)
+{
+  while (p->kind[id] == BUF_ALIAS)
+    id = p->src[id];
+  return id;
+}
+
+/* Is node id (after merging) a constant equal to v everywhere? */
+static int is_const_value(const sv_graph *g, const int *rep, int id, double v)
+{
+  const sv_node *n = g->nodes[rep[id]];
+  if (n->op == OP_BROADCAST && !n->ia[0])
+    n = g->nodes[rep[n->in[0]->id]];
+  if (n->op != OP_CONST)
+    return 0;
+  size_t c = sv__shape_count(&n->shape, 1);
+  for (size_t k = 0; k < c; k++)
+    if (n->data[k] != v)
+      return 0;
+  return 1;
+}
+
+static int same_resolved_shape(const sv_plan *p, int a, int b)
+{
+  const sv_shape *x = &p->shape[a], *y = &p->shape[b];
+  if (x->ndim != y->ndim)
+    return 0;
+  for (int i = 0; i < x->ndim; i++)
+    if (x->d[i] != y->d[i])
+      return 0;
+  return 1;
+}
+
+/* A node that is another one in disguise: x*1, 1*x, x+0, 0+x, x-0, x/1,
+   scale by 1, add 0 -- when the other operand already has the output's
+   shape. Derivative graphs are full of these (the seed of sv_grad is a
+   broadcast 1). Returns the node to reuse or -1. */
+static int trivial_of(const sv_plan *p, const int *rep, int i)
+{
+  const sv_graph *g = p->g;
+  const sv_node *n = g->nodes[i];
+  int a = n->nin > 0 ? rep[n->in[0]->id] : -1, b = n->nin > 1 ? rep[n->in[1]->id] : -1;
+  switch (n->op) {
+  case OP_MUL:
+    if (is_const_value(g, rep, b, 1.0) && same_resolved_shape(p, a, i))
+      return a;
+    if (is_const_value(g, rep, a, 1.0) && same_resolved_shape(p, b, i))
+      return b;
+    break;
+  case OP_ADD:
+    if (is_const_value(g, rep, b, 0.0) && same_resolved_shape(p, a, i))
+      return a;
+    if (is_const_value(g, rep, a, 0.0) && same_resolved_shape(p, b, i))
+      return b;
+    break;
+  case OP_SUB:
+    if (is_const_value(g, rep, b, 0.0) && same_resolved_shape(p, a, i))
+      return a;
+    break;
+  case OP_DIV:
+    if (is_const_value(g, rep, b, 1.0) && same_resolved_shape(p, a, i))
+      return a;
+    break;
+  case OP_SCALE:
+    if (n->a == 1.0)
+      return a;
+    break;
+  case OP_ADD_SCALAR:
+    if (n->a == 0.0)
+      return a;
+    break;
+  default:
+    break;
+  }
+  return -1;
+}
+
+/* Same op, same (merged) inputs, same attributes: same value. */
+static int same_node(const int *rep, const sv_node *x, const sv_node *y)
+{
+  if (x->op != y->op || x->nin != y->nin || x->a != y->a || memcmp(x->ia, y->ia, sizeof x->ia) != 0 ||
+      x->nidx != y->nidx || x->shape.ndim != y->shape.ndim)
+    return 0;
+  for (int j = 0; j < x->nin; j++)
+    if (rep[x->in[j]->id] != rep[y->in[j]->id])
+      return 0;
+  for (int j = 0; j < x->shape.ndim; j++)
+    if (x->shape.d[j] != y->shape.d[j])
+      return 0;
+  return x->nidx == 0 || memcmp(x->idx, y->idx, (size_t)x->nidx * sizeof(int)) == 0;
+}
+
+static size_t node_hash(const int *rep, const sv_node *x)
+{
+  size_t h = (size_t)x->op * 0x9E3779B97F4A7C15u;
+  for (int j = 0; j < x->nin; j++)
+    h = (h ^ (size_t)rep[x->in[j]->id]) * 0x100000001B3u;
+  h ^= (size_t)x->ia[0] << 7 ^ (size_t)x->ia[1] << 13 ^ (size_t)x->ia[2] << 19;
+  return h;
+}
+
+/* Fill rep[]: for each needed node, the node whose value it shares. */
+static int fold_nodes(const sv_plan *p, const char *need, int *rep)
+{
+  const sv_graph *g = p->g;
+  size_t cap = 64;
+  while (cap < 2 * (size_t)g->n)
+    cap *= 2;
+  int *table = malloc(cap * sizeof *table);
+  if (!table)
+    return -1;
+  for (size_t k = 0; k < cap; k++)
+    table[k] = -1;
+  for (int i = 0; i < g->n; i++) {
+    const sv_node *n = g->nodes[i];
+    if (!need[i] || n->nin == 0)
+      continue;
+    int t = trivial_of(p, rep, i);
+    if (t >= 0) {
+      rep[i] = t;
+      continue;
+    }
+    size_t k = node_hash(rep, n) & (cap - 1);
+    while (table[k] >= 0 && !same_node(rep, g->nodes[table[k]], n))
+      k = (k + 1) & (cap - 1);
+    if (table[k] >= 0)
+      rep[i] = table[k];
+    else
+      table[k] = i;
+  }
+  free(table);
+  return 0;
+}
+
 /* ---------- compile ---------- */
 
 static void resolve_shape(const sv_shape *s, int batch, sv_shape *out)
@@ -110,6 +247,7 @@ void sv_plan_free(sv_plan *p)
   free(p->arena);
   free(p->bound);
   free(p->visible);
+  free(p->src);
   free(p);
 }
 
@@ -144,12 +282,19 @@ sv_plan *sv_compile(sv_graph *g, int nout, sv_node *const *outputs, int batch)
   p->steps = calloc((size_t)n, sizeof *p->steps);
   p->bound = calloc((size_t)n, sizeof *p->bound);
   p->visible = calloc((size_t)n, 1);
+  p->src = malloc((size_t)n * sizeof *p->src);
   last = malloc((size_t)n * sizeof *last);
-  if (!p->buf || !p->kind || !p->off || !p->shape || !p->count || !p->steps || !p->bound || !p->visible || !last)
+  if (!p->buf || !p->kind || !p->off || !p->shape || !p->count || !p->steps || !p->bound || !p->visible || !p->src || !last)
     goto oom;
 
   /* needed nodes: walk back from the outputs in reverse id order */
-  char *need = (char *)p->kind; /* reuse as a mark array before kinds are set */
+  char *need = calloc((size_t)n, 1);
+  int *rep = malloc((size_t)n * sizeof *rep);
+  if (!need || !rep) {
+    free(need);
+    free(rep);
+    goto oom;
+  }
   for (int k = 0; k < nout; k++)
     need[outputs[k]->id] = 1;
   for (int i = n - 1; i >= 0; i--)
@@ -157,53 +302,87 @@ sv_plan *sv_compile(sv_graph *g, int nout, sv_node *const *outputs, int batch)
       for (int j = 0; j < g->nodes[i]->nin; j++)
         need[g->nodes[i]->in[j]->id] = 1;
 
-  /* kinds, shapes and the step list */
+  /* shapes, then merge duplicates and trivial ops (see fold_node) */
   for (int i = 0; i < n; i++) {
+    rep[i] = i;
+    if (!need[i])
+      continue;
+    resolve_shape(&g->nodes[i]->shape, batch, &p->shape[i]);
+    p->count[i] = sv__shape_count(&g->nodes[i]->shape, batch);
+  }
+  if (fold_nodes(p, need, rep) < 0) {
+    free(need);
+    free(rep);
+    goto oom;
+  }
+
+  /* kinds and the step list: a node merged into another, or a reshape,
+     is a view (BUF_ALIAS) of p->src */
+  for (int i = 0; i < n; i++) {
+    sv_node *nd = g->nodes[i];
+    p->src[i] = -1;
     if (!need[i]) {
       p->kind[i] = BUF_NONE;
       continue;
     }
-    sv_node *nd = g->nodes[i];
-    resolve_shape(&nd->shape, batch, &p->shape[i]);
-    p->count[i] = sv__shape_count(&nd->shape, batch);
+    if (rep[i] != i) {
+      p->kind[i] = BUF_ALIAS;
+      p->src[i] = rep[i];
+      continue;
+    }
     switch (nd->op) {
     case OP_INPUT: p->kind[i] = BUF_INPUT; break;
     case OP_PARAM:
-      if (sv__params_freeze(nd->params) < 0)
+      if (sv__params_freeze(nd->params) < 0) {
+        free(need);
+        free(rep);
         goto fail;
+      }
       p->kind[i] = BUF_PARAM;
       break;
     case OP_CONST: p->kind[i] = BUF_CONST; break;
-    case OP_RESHAPE: p->kind[i] = BUF_ALIAS; break;
+    case OP_RESHAPE:
+      p->kind[i] = BUF_ALIAS;
+      p->src[i] = rep[nd->in[0]->id];
+      break;
     default:
       p->kind[i] = BUF_ARENA;
-      p->steps[p->nsteps++] = i;
     }
   }
+  /* drop what only merged-away nodes read: mark again through the views */
+  memset(need, 0, (size_t)n);
+  for (int k = 0; k < nout; k++)
+    need[outputs[k]->id] = 1;
+  for (int i = n - 1; i >= 0; i--) {
+    if (!need[i])
+      continue;
+    if (p->kind[i] == BUF_ALIAS)
+      need[p->src[i]] = 1;
+    else
+      for (int j = 0; j < g->nodes[i]->nin; j++)
+        need[g->nodes[i]->in[j]->id] = 1;
+  }
+  for (int i = 0; i < n; i++) {
+    if (!need[i])
+      p->kind[i] = BUF_NONE;
+    else if (p->kind[i] == BUF_ARENA)
+      p->steps[p->nsteps++] = i;
+  }
+  free(need);
+  free(rep);
 
-  /* last reader of each arena buffer (a view extends its source's life) */
+  /* last reader of each arena buffer; a view's readers read its root */
   for (int i = 0; i < n; i++)
     last[i] = -1;
   for (int s = 0; s < p->nsteps; s++) {
     sv_node *nd = g->nodes[p->steps[s]];
     for (int j = 0; j < nd->nin; j++)
-      last[nd->in[j]->id] = s;
+      last[root_of(p, nd->in[j]->id)] = s;
   }
-  for (int i = n - 1; i >= 0; i--) /* views: push their life to the source */
-    if (p->kind[i] == BUF_ALIAS) {
-      int src = g->nodes[i]->in[0]->id;
-      if (last[i] > last[src])
-        last[src] = last[i];
-    }
   for (int k = 0; k < nout; k++) { /* outputs live forever (and so do their sources) */
     int id = outputs[k]->id;
-    while (p->kind[id] == BUF_ALIAS) {
-      last[id] = p->nsteps;
-      p->visible[id] = 1;
-      id = g->nodes[id]->in[0]->id;
-    }
-    last[id] = p->nsteps;
     p->visible[id] = 1;
+    last[root_of(p, id)] = p->nsteps;
   }
   for (int i = 0; i < n; i++)
     if (p->kind[i] == BUF_INPUT || p->kind[i] == BUF_PARAM || p->kind[i] == BUF_CONST)
@@ -273,7 +452,7 @@ int sv__plan_resolve(sv_plan *p)
       break;
     case BUF_PARAM: p->buf[i] = nd->params->data + nd->params->blocks[nd->block].offset; break;
     case BUF_CONST: p->buf[i] = nd->data; break;
-    case BUF_ALIAS: p->buf[i] = p->buf[nd->in[0]->id]; break;
+    case BUF_ALIAS: p->buf[i] = p->buf[p->src[i]]; break;
     }
   }
   p->dirty = 0;

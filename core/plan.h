@@ -15,6 +15,7 @@ struct sv_plan {
   /* per node id */
   double **buf;          /* resolved storage */
   char *kind;            /* BUF_* */
+  int *src;              /* BUF_ALIAS: the node whose buffer this one shares */
   size_t *off;           /* arena offset (doubles) */
   sv_shape *shape;       /* shape with the batch axis resolved */
   size_t *count;         /* elements */
