@@ -70,8 +70,12 @@ static sv_node *rule(sv_node *n, int i, sv_node *G)
     return sv_div(G, a);
   case OP_SQRT:
     return sv_div(sv_scale(G, 0.5), n);
-  case OP_TANH: /* 1 - tanh^2 */
-    return sv_mul(G, sv_add_scalar(sv_neg(sv_square(n)), 1.0));
+  case OP_TANH: /* G (1 - tanh^2), fused: PINN graphs are full of it */
+    return sv__tanh_back(G, n);
+  case OP_TANH_BACK: /* n = A (1 - y^2): dA = G (1 - y^2), dy = -2 G A y */
+    if (i == 0)
+      return sv__tanh_back(G, b);
+    return sv_mul(sv_mul(G, a), sv_scale(b, -2.0));
   case OP_SIN:
     return sv_mul(G, sv_cos(a));
   case OP_COS:

@@ -179,7 +179,7 @@ static const char *const op_names[OP_COUNT] = {
   "input", "param", "const", "add", "sub", "mul", "div", "neg", "square", "pow",
   "exp", "log", "sqrt", "tanh", "sin", "cos", "sigmoid", "softplus", "scale",
   "add_scalar", "matmul", "sum_to", "broadcast", "reshape", "transpose", "slice",
-  "concat", "gather", "scatter_add"
+  "concat", "gather", "scatter_add", "tanh_back"
 };
 
 const char *sv_op_name(const sv_node *a) { return a ? op_names[a->op] : "(null)"; }
@@ -549,4 +549,17 @@ sv_node *sv_gather_rows(sv_node *a, int m, const int *idx)
 sv_node *sv_scatter_add_rows(sv_node *a, int m, const int *idx, int nrows)
 {
   return index_op(OP_SCATTER_ADD, a, m, idx, nrows);
+}
+
+/* ---------- fused ---------- */
+
+sv_node *sv__tanh_back(sv_node *G, sv_node *y)
+{
+  sv_node *in[2] = {G, y};
+  sv_graph *g = graph_of(2, in);
+  if (!g)
+    return NULL;
+  if (G->shape.ndim != y->shape.ndim || memcmp(G->shape.d, y->shape.d, sizeof G->shape.d) != 0)
+    return sv_mul(G, sv_add_scalar(sv_neg(sv_square(y)), 1.0)); /* broadcasting case */
+  return sv__node_new(g, OP_TANH_BACK, 2, in, &y->shape);
 }

@@ -34,6 +34,8 @@ typedef enum {
   OP_RESHAPE, OP_TRANSPOSE, OP_SLICE, OP_CONCAT,
   /* indexing */
   OP_GATHER, OP_SCATTER_ADD,
+  /* fused derivative: in[0] * (1 - in[1]^2), the adjoint through tanh */
+  OP_TANH_BACK,
   OP_COUNT
 } sv_op;
 
@@ -83,6 +85,8 @@ SV_HIDDEN sv_node *sv__node_new(sv_graph *g, sv_op op, int nin, sv_node *const *
 /* Reductions with the mean flag (divide by the element ratio). */
 SV_HIDDEN sv_node *sv__sum_to_mean(sv_node *a, const sv_shape *t, int mean);
 SV_HIDDEN sv_node *sv__broadcast_mean(sv_node *a, const sv_shape *t, int mean);
+/* G * (1 - y^2) as one node (autodiff's rule for tanh). */
+SV_HIDDEN sv_node *sv__tanh_back(sv_node *G, sv_node *y);
 /* Freeze a params vector (allocate its data); 0 or -1. */
 SV_HIDDEN int sv__params_freeze(sv_params *p);
 

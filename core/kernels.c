@@ -78,6 +78,7 @@ static void binary(sv_op op, const double *a, const sv_shape *sha, size_t na, co
   case OP_SUB: BINARY_LOOP(x - y); break;
   case OP_MUL: BINARY_LOOP(x * y); break;
   case OP_DIV: BINARY_LOOP(x / y); break;
+  case OP_TANH_BACK: BINARY_LOOP(x * (1.0 - y * y)); break;
   default: break;
   }
 }
@@ -191,7 +192,7 @@ static void run_step(sv_plan *p, int id)
   const double *a = nd->nin > 0 ? p->buf[a_id] : NULL, *b = nd->nin > 1 ? p->buf[b_id] : NULL;
 
   switch (nd->op) {
-  case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV:
+  case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_TANH_BACK:
     binary(nd->op, a, &p->shape[a_id], p->count[a_id], b, &p->shape[b_id], p->count[b_id], o, so, no);
     break;
   case OP_NEG: case OP_SQUARE: case OP_POW: case OP_EXP: case OP_LOG: case OP_SQRT:
