@@ -177,4 +177,47 @@ SV_HIDDEN int sv__write_summary(sv_run *r, double wall_seconds);
 /* Close the run's open series files. */
 SV_HIDDEN void sv__series_close_all(sv_run *r);
 
+/* ------------------------------------------------------------------ */
+/* Optimizers (optim.c, optim_lbfgs.c, optim_lm.c)                    */
+/* ------------------------------------------------------------------ */
+
+/* One sv_minimize call: the state the drivers share with the step loop in
+   optim.c (evaluation with the MPI reduction, NaN checks, history,
+   progress, checkpoints). */
+typedef struct {
+  sv_run *r;
+  sv_params *p;
+  const sv_objective *obj;
+  const sv_optim_opts *o;
+  const char *name;       /* stage name */
+  size_t n;               /* parameters */
+  int ordinal;            /* 1-based stage number in the run (history column) */
+  double *good;           /* last parameters whose loss and gradient were finite */
+  double *red;            /* n + 2: gradient, loss, failed ranks */
+  int on_step_done;       /* last step on_step was called for (-1: none) */
+  int no_history;         /* writing loss_history.csv failed (rank 0) */
+} sv__stage;
+
+/* Loss (summed over ranks) and, if grad != NULL, the gradient (n values)
+   at theta. Calls o->on_step first if `step` is new. Fails with the step
+   on an objective error on any rank or a non-finite loss or gradient (the
+   last good parameters are then restored and checkpointed). */
+SV_HIDDEN int sv__stage_eval(sv__stage *s, int step, const double *theta, double *loss,
+                             double *grad);
+/* Call o->on_step once per step (before that step's first evaluation). */
+SV_HIDDEN int sv__stage_on_step(sv__stage *s, int step);
+/* An accepted iterate: remember it as good, append to the history, update
+   progress, checkpoint every o->checkpoint_every steps. */
+SV_HIDDEN int sv__stage_record(sv__stage *s, int step, const double *theta, double loss,
+                               double lr);
+/* Restore the last good parameters, checkpoint them and fail with
+   "stage <name>: <what> at step <step>; last good parameters kept in ...". */
+SV_HIDDEN int sv__stage_nonfinite(sv__stage *s, int step, const char *what);
+/* Fail unless every value is finite; `what` names them ("loss"). */
+SV_HIDDEN int sv__stage_check_finite(sv__stage *s, int step, const char *what,
+                                     const double *v, size_t n);
+/* The drivers: x holds the start on entry and the result on return. */
+SV_HIDDEN int sv__minimize_lbfgs(sv__stage *s, double *x, sv_optim_result *res);
+SV_HIDDEN int sv__minimize_lm(sv__stage *s, double *x, sv_optim_result *res);
+
 #endif
