@@ -1,0 +1,1215 @@
+/*
+ * test_ops.c -- every op of the graph: its value against a direct
+ * computation, its first derivative against central finite differences,
+ * and its second derivative (Hessian-vector products) against finite
+ * differences of the gradient.
+ *
+ * A case builds y = op(x_0, ..., x_{n-1}) on graph inputs and two
+ * objectives with random weights w (so the adjoint seed is not all ones):
+ *
+ *   f1 = sum(w * y)        the op's derivative rule
+ *   f2 = sum(w * y * y)    a Hessian that is nonzero even for linear ops,
+ *                          so the rules of the derivative nodes (the
+ *                          op's rule differentiated again) are exercised
+ *
+ * For each objective f it checks
+ *   - f and y against the reference computed here, without the library;
+ *   - g_i = sv_grad(f, x_i) against (f(x + h e_k) - f(x - h e_k)) / 2h;
+ *   - H v = d/dx sum_i sum(g_i * v_i) (sv_vjp over all inputs at once, so
+ *     the mixed second derivatives of binary ops count) against
+ *     (g(x + h v) - g(x - h v)) / 2h, v random;
+ * and sv_vjp(y, seed = w) against g_i of f1.
+ *
+ * One op per test case so a failure names the op; batched shapes
+ * (axis 0 = SV_BATCH) are compiled and checked for batch 5 and batch 1.
+ */
+#include <solver.h>
+
+#include <check.h>
+#include <gsl/gsl_rng.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAXX 3   /* inputs of a case */
+#define MAXE 512 /* elements of any tensor here */
+
+static const double FD_H = 1e-6;
+static const double TOL_VALUE = 1e-12; /* value: reference and kernel sum in different orders */
+static const double TOL_GRAD = 1e-7;   /* first derivative vs central differences */
+static const double TOL_HESS = 1e-6;   /* Hessian-vector product vs differences of the gradient */
+
+/* ------------------------------------------------------------------ */
+/* Shapes, independent of the library                                  */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+  int nd;
+  int d[SV_MAX_DIMS];
+} shp;
+
+#define B SV_BATCH
+#define S0 {0, {0}}
+#define S1(a) {1, {a}}
+#define S2(a, b) {2, {a, b}}
+#define S3(a, b, c) {3, {a, b, c}}
+
+static size_t shp_count(const shp *s)
+{
+  size_t c = 1;
+  for (int i = 0; i < s->nd; i++)
+    c *= (size_t)s->d[i];
+  return c;
+}
+
+static shp shp_resolve(const shp *s, int batch)
+{
+  shp r = *s;
+  if (r.nd > 0 && r.d[0] == SV_BATCH)
+    r.d[0] = batch;
+  return r;
+}
+
+static void unflat(const shp *s, size_t k, int *ix)
+{
+  for (int i = s->nd - 1; i >= 0; i--) {
+    ix[i] = (int)(k % (size_t)s->d[i]);
+    k /= (size_t)s->d[i];
+  }
+}
+
+static size_t flat(const shp *s, const int *ix)
+{
+  size_t k = 0;
+  for (int i = 0; i < s->nd; i++)
+    k = k * (size_t)s->d[i] + (size_t)ix[i];
+  return k;
+}
+
+/* Index into `in` of the element at flat index k of `out` under numpy's
+   right-aligned broadcasting. */
+static size_t bmap(const shp *out, size_t k, const shp *in)
+{
+  int ix[SV_MAX_DIMS] = {0}, jx[SV_MAX_DIMS] = {0};
+  unflat(out, k, ix);
+  int off = out->nd - in->nd;
+  for (int i = 0; i < in->nd; i++)
+    jx[i] = in->d[i] == 1 ? 0 : ix[i + off];
+  return flat(in, jx);
+}
+
+static void shp_format(const shp *s, char *buf, size_t n)
+{
+  size_t k = (size_t)snprintf(buf, n, "[");
+  for (int i = 0; i < s->nd && k < n; i++)
+    k += s->d[i] == SV_BATCH ? (size_t)snprintf(buf + k, n - k, "%sB", i ? "," : "")
+                             : (size_t)snprintf(buf + k, n - k, "%s%d", i ? "," : "", s->d[i]);
+  if (k < n)
+    snprintf(buf + k, n - k, "]");
+}
+
+static int shp_batched(const shp *s) { return s->nd > 0 && s->d[0] == SV_BATCH; }
+
+/* ------------------------------------------------------------------ */
+/* A case                                                              */
+/* ------------------------------------------------------------------ */
+
+typedef struct opcase opcase;
+typedef sv_node *(*build_fn)(const opcase *c, sv_node *const *x);
+/* Expected output shape (resolved) and values from the resolved inputs. */
+typedef void (*ref_fn)(const opcase *c, int batch, const shp *xs, const double *const *x, shp *ys,
+                       double *y);
+
+struct opcase {
+  char name[128];
+  int nx;
+  shp x[MAXX];      /* declared shapes (d[0] may be SV_BATCH) */
+  double lo, hi;    /* the inputs are uniform in [lo, hi] */
+  build_fn build;
+  ref_fn ref;
+  /* attributes, by op */
+  int op;           /* which op of a family */
+  double p;         /* exponent, scale, added scalar */
+  int axis, start, len;
+  int ta, tb;
+  shp t;            /* target shape (sum_to, broadcast_to, reshape) */
+  int m, nrows;
+  const int *idx;
+};
+
+static double maxabs(const double *a, size_t n)
+{
+  double m = 0;
+  for (size_t k = 0; k < n; k++)
+    m = fmax(m, fabs(a[k]));
+  return m;
+}
+
+/* |got - want| <= tol * max(1, |want|_inf), element by element. */
+static void expect_close(const char *tag, const char *what, const double *got, const double *want,
+                         size_t n, double tol)
+{
+  double scale = fmax(1.0, maxabs(want, n));
+  ck_assert_msg(got != NULL, "%s: %s: no value", tag, what);
+  for (size_t k = 0; k < n; k++)
+    ck_assert_msg(fabs(got[k] - want[k]) <= tol * scale,
+                  "%s: %s[%zu] = %.17g, expected %.17g (diff %.3g, tol %.3g)", tag, what, k, got[k],
+                  want[k], fabs(got[k] - want[k]), tol * scale);
+}
+
+static double fvalue(const sv_plan *pl, const sv_node *f)
+{
+  const double *v = sv_plan_value(pl, f);
+  ck_assert_msg(v != NULL, "objective has no value: %s", sv_errmsg());
+  return v[0];
+}
+
+static void run_plan(sv_plan *pl, const char *tag)
+{
+  ck_assert_msg(sv_plan_run(pl) == 0, "%s: run: %s", tag, sv_errmsg());
+}
+
+static void check_case(const opcase *c, int batch)
+{
+  char tag[256];
+  snprintf(tag, sizeof tag, "%s (batch %d)", c->name, batch);
+  gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+  gsl_rng_set(rng, 20240601UL + (unsigned long)batch);
+
+  sv_graph *g = sv_graph_new();
+  ck_assert_ptr_nonnull(g);
+  sv_node *x[MAXX], *v[MAXX];
+  for (int i = 0; i < c->nx; i++) {
+    char nm[16];
+    snprintf(nm, sizeof nm, "x%d", i);
+    x[i] = sv_input(g, nm, c->x[i].nd, c->x[i].d);
+    snprintf(nm, sizeof nm, "v%d", i);
+    v[i] = sv_input(g, nm, c->x[i].nd, c->x[i].d);
+    ck_assert_msg(x[i] && v[i], "%s: input: %s", tag, sv_graph_error(g));
+  }
+  sv_node *y = c->build(c, x);
+  ck_assert_msg(y != NULL, "%s: build failed: %s", tag, sv_graph_error(g));
+
+  /* data and the reference */
+  shp xs[MAXX];
+  double *xd[MAXX], *x0[MAXX], *vd[MAXX];
+  size_t nxe[MAXX];
+  for (int i = 0; i < c->nx; i++) {
+    xs[i] = shp_resolve(&c->x[i], batch);
+    nxe[i] = shp_count(&xs[i]);
+    ck_assert(nxe[i] <= MAXE);
+    xd[i] = malloc(nxe[i] * sizeof(double));
+    x0[i] = malloc(nxe[i] * sizeof(double));
+    vd[i] = malloc(nxe[i] * sizeof(double));
+    for (size_t k = 0; k < nxe[i]; k++) {
+      xd[i][k] = x0[i][k] = c->lo + (c->hi - c->lo) * gsl_rng_uniform(rng);
+      vd[i][k] = 2 * gsl_rng_uniform(rng) - 1;
+    }
+  }
+  shp ys;
+  double yref[MAXE];
+  c->ref(c, batch, xs, (const double *const *)xd, &ys, yref);
+  size_t nye = shp_count(&ys);
+
+  /* the node's shape is the expected one */
+  int yd[SV_MAX_DIMS];
+  ck_assert_msg(sv_ndim(y) == ys.nd, "%s: output has %d axes, expected %d", tag, sv_ndim(y), ys.nd);
+  for (int i = 0; i < ys.nd; i++) {
+    yd[i] = sv_dim(y, i);
+    int got = yd[i] == SV_BATCH ? batch : yd[i];
+    ck_assert_msg(got == ys.d[i], "%s: output axis %d is %d, expected %d", tag, i, got, ys.d[i]);
+  }
+  double wd[MAXE];
+  for (size_t k = 0; k < nye; k++)
+    wd[k] = 2 * gsl_rng_uniform(rng) - 1;
+
+  /* objectives, gradients, Hessian-vector products, the seeded vjp */
+  sv_node *w = sv_input(g, "w", ys.nd, yd);
+  sv_node *f[2] = {sv_sum(sv_mul(w, y)), sv_sum(sv_mul(w, sv_mul(y, y)))};
+  sv_node *gr[2][MAXX], *hv[2][MAXX], *vj[MAXX];
+  for (int o = 0; o < 2; o++) {
+    sv_node *s = NULL;
+    for (int i = 0; i < c->nx; i++) {
+      gr[o][i] = sv_grad(f[o], x[i]);
+      ck_assert_msg(gr[o][i] != NULL, "%s: grad: %s", tag, sv_graph_error(g));
+      sv_node *t = sv_sum(sv_mul(gr[o][i], v[i]));
+      s = s ? sv_add(s, t) : t;
+    }
+    ck_assert_msg(sv_vjp(s, NULL, c->nx, x, hv[o]) == 0, "%s: hvp: %s", tag, sv_errmsg());
+  }
+  ck_assert_msg(sv_vjp(y, w, c->nx, x, vj) == 0, "%s: seeded vjp: %s", tag, sv_errmsg());
+  ck_assert_msg(sv_graph_error(g) == NULL, "%s: graph error: %s", tag, sv_graph_error(g));
+
+  sv_node *outs[3 + 5 * MAXX];
+  int nout = 0;
+  outs[nout++] = y;
+  outs[nout++] = f[0];
+  outs[nout++] = f[1];
+  for (int i = 0; i < c->nx; i++) {
+    outs[nout++] = gr[0][i];
+    outs[nout++] = gr[1][i];
+    outs[nout++] = hv[0][i];
+    outs[nout++] = hv[1][i];
+    outs[nout++] = vj[i];
+  }
+  sv_plan *pl = sv_compile(g, nout, outs, batch);
+  ck_assert_msg(pl != NULL, "%s: compile: %s", tag, sv_errmsg());
+  for (int i = 0; i < c->nx; i++) {
+    ck_assert_int_eq(sv_plan_bind(pl, x[i], xd[i]), 0);
+    ck_assert_int_eq(sv_plan_bind(pl, v[i], vd[i]), 0);
+  }
+  ck_assert_int_eq(sv_plan_bind(pl, w, wd), 0);
+  run_plan(pl, tag);
+
+  /* values */
+  ck_assert_msg(sv_plan_size(pl, y) == nye, "%s: plan size of y %zu, expected %zu", tag,
+                sv_plan_size(pl, y), nye);
+  expect_close(tag, "y", sv_plan_value(pl, y), yref, nye, TOL_VALUE);
+  double fref[2] = {0, 0};
+  for (size_t k = 0; k < nye; k++) {
+    fref[0] += wd[k] * yref[k];
+    fref[1] += wd[k] * yref[k] * yref[k];
+  }
+  for (int o = 0; o < 2; o++) {
+    double got = fvalue(pl, f[o]);
+    expect_close(tag, o ? "sum(w*y*y)" : "sum(w*y)", &got, &fref[o], 1, TOL_VALUE);
+  }
+
+  /* derivatives at x */
+  double gbase[2][MAXX][MAXE], hbase[2][MAXX][MAXE];
+  for (int i = 0; i < c->nx; i++) {
+    char what[64];
+    for (int o = 0; o < 2; o++) {
+      ck_assert_msg(sv_plan_size(pl, gr[o][i]) == nxe[i] && sv_plan_size(pl, hv[o][i]) == nxe[i],
+                    "%s: derivative w.r.t. x%d has %zu elements, expected %zu", tag, i,
+                    sv_plan_size(pl, gr[o][i]), nxe[i]);
+      memcpy(gbase[o][i], sv_plan_value(pl, gr[o][i]), nxe[i] * sizeof(double));
+      memcpy(hbase[o][i], sv_plan_value(pl, hv[o][i]), nxe[i] * sizeof(double));
+    }
+    snprintf(what, sizeof what, "vjp(y, seed w) w.r.t. x%d", i);
+    expect_close(tag, what, sv_plan_value(pl, vj[i]), gbase[0][i], nxe[i], 1e-14);
+  }
+
+  /* first derivatives: central differences of f, one element at a time */
+  for (int i = 0; i < c->nx; i++) {
+    double fd[2][MAXE];
+    for (size_t k = 0; k < nxe[i]; k++) {
+      double fp[2], fm[2];
+      xd[i][k] = x0[i][k] + FD_H;
+      run_plan(pl, tag);
+      fp[0] = fvalue(pl, f[0]);
+      fp[1] = fvalue(pl, f[1]);
+      xd[i][k] = x0[i][k] - FD_H;
+      run_plan(pl, tag);
+      fm[0] = fvalue(pl, f[0]);
+      fm[1] = fvalue(pl, f[1]);
+      xd[i][k] = x0[i][k];
+      for (int o = 0; o < 2; o++)
+        fd[o][k] = (fp[o] - fm[o]) / (2 * FD_H);
+    }
+    for (int o = 0; o < 2; o++) {
+      char what[64];
+      snprintf(what, sizeof what, "d(%s)/dx%d", o ? "sum(w*y*y)" : "sum(w*y)", i);
+      expect_close(tag, what, gbase[o][i], fd[o], nxe[i], TOL_GRAD);
+    }
+  }
+
+  /* Hessian-vector products: central differences of g along v */
+  {
+    static double gp[2][MAXX][MAXE], gm[2][MAXX][MAXE];
+    for (int sgn = 0; sgn < 2; sgn++) {
+      double h = sgn ? -FD_H : FD_H;
+      for (int i = 0; i < c->nx; i++)
+        for (size_t k = 0; k < nxe[i]; k++)
+          xd[i][k] = x0[i][k] + h * vd[i][k];
+      run_plan(pl, tag);
+      for (int o = 0; o < 2; o++)
+        for (int i = 0; i < c->nx; i++)
+          memcpy(sgn ? gm[o][i] : gp[o][i], sv_plan_value(pl, gr[o][i]), nxe[i] * sizeof(double));
+    }
+    for (int i = 0; i < c->nx; i++)
+      memcpy(xd[i], x0[i], nxe[i] * sizeof(double));
+    for (int o = 0; o < 2; o++)
+      for (int i = 0; i < c->nx; i++) {
+        double fd[MAXE];
+        char what[64];
+        for (size_t k = 0; k < nxe[i]; k++)
+          fd[k] = (gp[o][i][k] - gm[o][i][k]) / (2 * FD_H);
+        snprintf(what, sizeof what, "(H v)_x%d of %s", i, o ? "sum(w*y*y)" : "sum(w*y)");
+        expect_close(tag, what, hbase[o][i], fd, nxe[i], TOL_HESS);
+      }
+  }
+
+  sv_plan_free(pl);
+  sv_graph_free(g);
+  for (int i = 0; i < c->nx; i++) {
+    free(xd[i]);
+    free(x0[i]);
+    free(vd[i]);
+  }
+  gsl_rng_free(rng);
+}
+
+/* Batched cases run for batch 5 and 1; others once. */
+static void check(const opcase *c)
+{
+  int batched = 0;
+  for (int i = 0; i < c->nx; i++)
+    batched |= shp_batched(&c->x[i]);
+  check_case(c, batched ? 5 : 1);
+  if (batched)
+    check_case(c, 1);
+}
+
+/* "op [3,4] [4]" */
+static void name_case(opcase *c, const char *op)
+{
+  size_t k = (size_t)snprintf(c->name, sizeof c->name, "%s", op);
+  for (int i = 0; i < c->nx && k < sizeof c->name; i++) {
+    char s[48];
+    shp_format(&c->x[i], s, sizeof s);
+    k += (size_t)snprintf(c->name + k, sizeof c->name - k, " %s", s);
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* Elementwise binary ops with broadcasting                            */
+/* ------------------------------------------------------------------ */
+
+enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV };
+static const char *const bin_names[] = {"add", "sub", "mul", "div"};
+
+static sv_node *build_binary(const opcase *c, sv_node *const *x)
+{
+  switch (c->op) {
+  case BIN_ADD: return sv_add(x[0], x[1]);
+  case BIN_SUB: return sv_sub(x[0], x[1]);
+  case BIN_MUL: return sv_mul(x[0], x[1]);
+  default: return sv_div(x[0], x[1]);
+  }
+}
+
+static void ref_binary(const opcase *c, int batch, const shp *xs, const double *const *x, shp *ys,
+                       double *y)
+{
+  (void)batch;
+  const shp *a = &xs[0], *b = &xs[1];
+  int nd = a->nd > b->nd ? a->nd : b->nd;
+  ys->nd = nd;
+  for (int i = 0; i < nd; i++) {
+    int ia = i - (nd - a->nd), ib = i - (nd - b->nd);
+    int da = ia >= 0 ? a->d[ia] : 1, db = ib >= 0 ? b->d[ib] : 1;
+    ys->d[i] = da > db ? da : db;
+  }
+  for (size_t k = 0; k < shp_count(ys); k++) {
+    double u = x[0][bmap(ys, k, a)], w = x[1][bmap(ys, k, b)];
+    switch (c->op) {
+    case BIN_ADD: y[k] = u + w; break;
+    case BIN_SUB: y[k] = u - w; break;
+    case BIN_MUL: y[k] = u * w; break;
+    default: y[k] = u / w; break;
+    }
+  }
+}
+
+/* Broadcasting patterns: same shape, a row, a column, a scalar, each on
+   either side, a 3-D mix, and batched shapes. */
+static const shp bin_pat[][2] = {
+  {S2(3, 4), S2(3, 4)},       /* same */
+  {S2(3, 4), S1(4)},          /* [n,m] with [m] */
+  {S2(3, 4), S2(3, 1)},       /* [n,m] with [n,1] */
+  {S2(3, 4), S0},             /* with a scalar */
+  {S0, S2(3, 4)},             /* scalar on the left */
+  {S1(4), S2(3, 4)},          /* row on the left */
+  {S2(3, 1), S2(3, 4)},       /* column on the left */
+  {S3(2, 1, 4), S2(3, 1)},    /* both broadcast -> [2,3,4] */
+  {S2(B, 4), S1(4)},          /* batched with a row */
+  {S2(B, 4), S2(B, 1)},       /* batched with a batched column */
+  {S2(B, 3), S2(B, 3)},       /* batched, same shape */
+  {S0, S2(B, 3)},             /* scalar with batched */
+};
+#define NBINPAT ((int)(sizeof bin_pat / sizeof bin_pat[0]))
+
+static void run_binary(int op, int pat)
+{
+  opcase c = {0};
+  c.nx = 2;
+  c.x[0] = bin_pat[pat][0];
+  c.x[1] = bin_pat[pat][1];
+  c.op = op;
+  /* division: keep the denominator away from zero */
+  c.lo = op == BIN_DIV ? 0.5 : -1.5;
+  c.hi = op == BIN_DIV ? 2.0 : 1.5;
+  c.build = build_binary;
+  c.ref = ref_binary;
+  name_case(&c, bin_names[op]);
+  check(&c);
+}
+
+START_TEST(test_add) { run_binary(BIN_ADD, _i); }
+END_TEST
+START_TEST(test_sub) { run_binary(BIN_SUB, _i); }
+END_TEST
+START_TEST(test_mul) { run_binary(BIN_MUL, _i); }
+END_TEST
+START_TEST(test_div) { run_binary(BIN_DIV, _i); }
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Elementwise unary ops                                               */
+/* ------------------------------------------------------------------ */
+
+enum {
+  UN_NEG, UN_SQUARE, UN_POW, UN_EXP, UN_LN, UN_SQRT, UN_TANH, UN_SIN, UN_COS, UN_SIGMOID,
+  UN_SOFTPLUS, UN_SCALE, UN_ADD_SCALAR
+};
+
+static sv_node *build_unary(const opcase *c, sv_node *const *x)
+{
+  switch (c->op) {
+  case UN_NEG: return sv_neg(x[0]);
+  case UN_SQUARE: return sv_square(x[0]);
+  case UN_POW: return sv_pow(x[0], c->p);
+  case UN_EXP: return sv_exp(x[0]);
+  case UN_LN: return sv_ln(x[0]);
+  case UN_SQRT: return sv_sqrt(x[0]);
+  case UN_TANH: return sv_tanh(x[0]);
+  case UN_SIN: return sv_sin(x[0]);
+  case UN_COS: return sv_cos(x[0]);
+  case UN_SIGMOID: return sv_sigmoid(x[0]);
+  case UN_SOFTPLUS: return sv_softplus(x[0]);
+  case UN_SCALE: return sv_scale(x[0], c->p);
+  default: return sv_add_scalar(x[0], c->p);
+  }
+}
+
+static double unary_value(int op, double p, double x)
+{
+  switch (op) {
+  case UN_NEG: return -x;
+  case UN_SQUARE: return x * x;
+  case UN_POW: return pow(x, p);
+  case UN_EXP: return exp(x);
+  case UN_LN: return log(x);
+  case UN_SQRT: return sqrt(x);
+  case UN_TANH: return tanh(x);
+  case UN_SIN: return sin(x);
+  case UN_COS: return cos(x);
+  case UN_SIGMOID: return 1.0 / (1.0 + exp(-x));
+  case UN_SOFTPLUS: return log1p(exp(x));
+  case UN_SCALE: return p * x;
+  default: return x + p;
+  }
+}
+
+static void ref_unary(const opcase *c, int batch, const shp *xs, const double *const *x, shp *ys,
+                      double *y)
+{
+  (void)batch;
+  *ys = xs[0];
+  for (size_t k = 0; k < shp_count(ys); k++)
+    y[k] = unary_value(c->op, c->p, x[0][k]);
+}
+
+/* Each unary op on a plain [3,4], a batched [B,3] and a 3-D [2,2,3]. */
+static const shp un_shapes[] = {S2(3, 4), S2(B, 3), S3(2, 2, 3)};
+#define NUNSHAPE 3
+
+static void run_unary(const char *name, int op, double p, double lo, double hi, int shape)
+{
+  opcase c = {0};
+  c.nx = 1;
+  c.x[0] = un_shapes[shape];
+  c.op = op;
+  c.p = p;
+  c.lo = lo;
+  c.hi = hi;
+  c.build = build_unary;
+  c.ref = ref_unary;
+  char nm[64];
+  if (op == UN_POW || op == UN_SCALE || op == UN_ADD_SCALAR)
+    snprintf(nm, sizeof nm, "%s(%g)", name, p);
+  else
+    snprintf(nm, sizeof nm, "%s", name);
+  name_case(&c, nm);
+  check(&c);
+}
+
+START_TEST(test_neg) { run_unary("neg", UN_NEG, 0, -2, 2, _i); }
+END_TEST
+START_TEST(test_square) { run_unary("square", UN_SQUARE, 0, -2, 2, _i); }
+END_TEST
+/* The exponents cover the rule's special cases (1, 2, 2 = a-1 == 1) and
+   general ones, negative and fractional. */
+static const double pow_exps[] = {3.0, 2.5, -1.5, 2.0, 1.0, 0.5, 4.0};
+#define NPOWEXP 7
+START_TEST(test_pow) { run_unary("pow", UN_POW, pow_exps[_i / NUNSHAPE], 0.5, 2.0, _i % NUNSHAPE); }
+END_TEST
+START_TEST(test_exp) { run_unary("exp", UN_EXP, 0, -1.5, 1.5, _i); }
+END_TEST
+START_TEST(test_ln) { run_unary("ln", UN_LN, 0, 0.5, 2.5, _i); }
+END_TEST
+START_TEST(test_sqrt) { run_unary("sqrt", UN_SQRT, 0, 0.5, 2.5, _i); }
+END_TEST
+START_TEST(test_tanh) { run_unary("tanh", UN_TANH, 0, -2, 2, _i); }
+END_TEST
+START_TEST(test_sin) { run_unary("sin", UN_SIN, 0, -3, 3, _i); }
+END_TEST
+START_TEST(test_cos) { run_unary("cos", UN_COS, 0, -3, 3, _i); }
+END_TEST
+START_TEST(test_sigmoid) { run_unary("sigmoid", UN_SIGMOID, 0, -3, 3, _i); }
+END_TEST
+START_TEST(test_softplus) { run_unary("softplus", UN_SOFTPLUS, 0, -3, 3, _i); }
+END_TEST
+START_TEST(test_scale) { run_unary("scale", UN_SCALE, -1.75, -2, 2, _i); }
+END_TEST
+START_TEST(test_add_scalar) { run_unary("add_scalar", UN_ADD_SCALAR, 0.625, -2, 2, _i); }
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Matrix products                                                     */
+/* ------------------------------------------------------------------ */
+
+static sv_node *build_matmul(const opcase *c, sv_node *const *x)
+{
+  if (c->op == 0)
+    return sv_matmul(x[0], x[1]);
+  return sv_matmul_t(x[0], c->ta, x[1], c->tb);
+}
+
+static void ref_matmul(const opcase *c, int batch, const shp *xs, const double *const *x, shp *ys,
+                       double *y)
+{
+  (void)batch;
+  int ar = xs[0].d[0], ac = xs[0].d[1], br = xs[1].d[0], bc = xs[1].d[1];
+  int m = c->ta ? ac : ar, k = c->ta ? ar : ac, n = c->tb ? br : bc;
+  ys->nd = 2;
+  ys->d[0] = m;
+  ys->d[1] = n;
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < n; j++) {
+      double s = 0;
+      for (int l = 0; l < k; l++) {
+        double u = c->ta ? x[0][l * ac + i] : x[0][i * ac + l];
+        double w = c->tb ? x[1][j * bc + l] : x[1][l * bc + j];
+        s += u * w;
+      }
+      y[i * n + j] = s;
+    }
+}
+
+static const struct {
+  int plain, ta, tb;
+  shp a, b;
+} mm_cases[] = {
+  {1, 0, 0, S2(3, 4), S2(4, 2)},  /* sv_matmul */
+  {0, 0, 0, S2(3, 4), S2(4, 2)},
+  {0, 1, 0, S2(4, 3), S2(4, 2)},
+  {0, 0, 1, S2(3, 4), S2(2, 4)},
+  {0, 1, 1, S2(4, 3), S2(2, 4)},
+  {1, 0, 0, S2(B, 4), S2(4, 2)},  /* batched rows */
+  {0, 0, 1, S2(B, 4), S2(2, 4)},
+  {0, 1, 0, S2(B, 3), S2(B, 2)},  /* contraction over the batch */
+};
+#define NMM ((int)(sizeof mm_cases / sizeof mm_cases[0]))
+
+static void run_matmul(int i)
+{
+  opcase c = {0};
+  c.nx = 2;
+  c.x[0] = mm_cases[i].a;
+  c.x[1] = mm_cases[i].b;
+  c.op = !mm_cases[i].plain;
+  c.ta = mm_cases[i].ta;
+  c.tb = mm_cases[i].tb;
+  c.lo = -1.5;
+  c.hi = 1.5;
+  c.build = build_matmul;
+  c.ref = ref_matmul;
+  char nm[64];
+  if (mm_cases[i].plain)
+    snprintf(nm, sizeof nm, "matmul");
+  else
+    snprintf(nm, sizeof nm, "matmul_t(ta=%d,tb=%d)", c.ta, c.tb);
+  name_case(&c, nm);
+  check(&c);
+}
+
+START_TEST(test_matmul) { run_matmul(_i); }
+END_TEST
+
+START_TEST(test_matmul_errors)
+{
+  sv_graph *g = sv_graph_new();
+  int a[2] = {3, 4}, b[2] = {5, 2};
+  sv_node *x = sv_input(g, "a", 2, a), *y = sv_input(g, "b", 2, b);
+  ck_assert_ptr_null(sv_matmul(x, y));
+  ck_assert_ptr_nonnull(sv_graph_error(g));
+  ck_assert_msg(strstr(sv_graph_error(g), "[3,4]") && strstr(sv_graph_error(g), "[5,2]"),
+                "matmul error does not name the shapes: %s", sv_graph_error(g));
+  sv_graph_free(g);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Reductions and broadcasting                                         */
+/* ------------------------------------------------------------------ */
+
+static sv_node *build_sum(const opcase *c, sv_node *const *x)
+{
+  return c->op ? sv_mean(x[0]) : sv_sum(x[0]);
+}
+
+static void ref_sum(const opcase *c, int batch, const shp *xs, const double *const *x, shp *ys,
+                    double *y)
+{
+  (void)batch;
+  size_t n = shp_count(&xs[0]);
+  double s = 0;
+  for (size_t k = 0; k < n; k++)
+    s += x[0][k];
+  ys->nd = 0;
+  y[0] = c->op ? s / (double)n : s;
+}
+
+static const shp red_shapes[] = {S1(5), S2(3, 4), S3(2, 3, 4), S2(B, 3), S3(B, 2, 2)};
+#define NREDSHAPE 5
+
+static void run_sum(int mean, int i)
+{
+  opcase c = {0};
+  c.nx = 1;
+  c.x[0] = red_shapes[i];
+  c.op = mean;
+  c.lo = -1.5;
+  c.hi = 1.5;
+  c.build = build_sum;
+  c.ref = ref_sum;
+  name_case(&c, mean ? "mean" : "sum");
+  check(&c);
+}
+
+START_TEST(test_sum) { run_sum(0, _i); }
+END_TEST
+START_TEST(test_mean) { run_sum(1, _i); }
+END_TEST
+
+static sv_node *build_sum_axis(const opcase *c, sv_node *const *x)
+{
+  return c->op ? sv_mean_axis(x[0], c->axis) : sv_sum_axis(x[0], c->axis);
+}
+
+static void ref_sum_axis(const opcase *c, int batch, const shp *xs, const double *const *x, shp *ys,
+                         double *y)
+{
+  (void)batch;
+  const shp *a = &xs[0];
+  int axis = c->axis < 0 ? c->axis + a->nd : c->axis;
+  ys->nd = a->nd - 1;
+  for (int i = 0, j = 0; i < a->nd; i++)
+    if (i != axis)
+      ys->d[j++] = a->d[i];
+  size_t ny = shp_count(ys);
+  for (size_t k = 0; k < ny; k++)
+    y[k] = 0;
+  for (size_t k = 0; k < shp_count(a); k++) {
+    int ix[SV_MAX_DIMS] = {0}, jx[SV_MAX_DIMS] = {0};
+    unflat(a, k, ix);
+    for (int i = 0, j = 0; i < a->nd; i++)
+      if (i != axis)
+        jx[j++] = ix[i];
+    y[flat(ys, jx)] += x[0][k];
+  }
+  if (c->op)
+    for (size_t k = 0; k < ny; k++)
+      y[k] /= a->d[axis];
+}
+
+static const struct {
+  shp a;
+  int axis;
+} axis_cases[] = {
+  {S3(2, 3, 4), 0}, {S3(2, 3, 4), 1}, {S3(2, 3, 4), 2}, {S3(2, 3, 4), -1}, {S3(2, 3, 4), -3},
+  {S2(3, 4), 0}, {S2(3, 4), -1}, {S1(5), 0},
+  {S3(B, 3, 2), 0}, {S3(B, 3, 2), 1}, {S3(B, 3, 2), -1}, {S2(B, 3), -2},
+};
+#define NAXIS ((int)(sizeof axis_cases / sizeof axis_cases[0]))
+
+static void run_sum_axis(int mean, int i)
+{
+  opcase c = {0};
+  c.nx = 1;
+  c.x[0] = axis_cases[i].a;
+  c.axis = axis_cases[i].axis;
+  c.op = mean;
+  c.lo = -1.5;
+  c.hi = 1.5;
+  c.build = build_sum_axis;
+  c.ref = ref_sum_axis;
+  char nm[64];
+  snprintf(nm, sizeof nm, "%s_axis(%d)", mean ? "mean" : "sum", c.axis);
+  name_case(&c, nm);
+  check(&c);
+}
+
+START_TEST(test_sum_axis) { run_sum_axis(0, _i); }
+END_TEST
+START_TEST(test_mean_axis) { run_sum_axis(1, _i); }
+END_TEST
+
+/* sum_to and broadcast_to: target shapes with SV_BATCH resolve to batch. */
+static sv_node *build_sum_to(const opcase *c, sv_node *const *x)
+{
+  return sv_sum_to(x[0], c->t.nd, c->t.d);
+}
+
+static void ref_sum_to(const opcase *c, int batch, const shp *xs, const double *const *x, shp *ys,
+                       double *y)
+{
+  *ys = shp_resolve(&c->t, batch);
+  for (size_t k = 0; k < shp_count(ys); k++)
+    y[k] = 0;
+  for (size_t k = 0; k < shp_count(&xs[0]); k++)
+    y[bmap(&xs[0], k, ys)] += x[0][k];
+}
+
+static sv_node *build_broadcast_to(const opcase *c, sv_node *const *x)
+{
+  return sv_broadcast_to(x[0], c->t.nd, c->t.d);
+}
+
+static void ref_broadcast_to(const opcase *c, int batch, const shp *xs, const double *const *x,
+                             shp *ys, double *y)
+{
+  *ys = shp_resolve(&c->t, batch);
+  for (size_t k = 0; k < shp_count(ys); k++)
+    y[k] = x[0][bmap(ys, k, &xs[0])];
+}
+
+static const shp sumto_cases[][2] = {
+  {S3(2, 3, 4), S2(3, 4)}, {S3(2, 3, 4), S3(2, 1, 4)}, {S3(2, 3, 4), S2(3, 1)},
+  {S3(2, 3, 4), S1(4)},    {S3(2, 3, 4), S0},          {S2(3, 4), S2(1, 1)},
+  {S2(3, 4), S2(3, 4)},    {S2(B, 3), S1(3)},          {S2(B, 3), S2(B, 1)},
+  {S2(B, 3), S0},
+};
+#define NSUMTO ((int)(sizeof sumto_cases / sizeof sumto_cases[0]))
+
+static const shp bcast_cases[][2] = {
+  {S2(3, 1), S3(2, 3, 4)}, {S1(4), S3(2, 3, 4)}, {S0, S2(2, 3)},  {S3(2, 1, 4), S3(2, 3, 4)},
+  {S2(1, 4), S2(3, 4)},    {S1(3), S2(B, 3)},    {S2(B, 1), S2(B, 3)}, {S0, S2(B, 2)},
+};
+#define NBCAST ((int)(sizeof bcast_cases / sizeof bcast_cases[0]))
+
+static void run_sum_to(int bc, int i)
+{
+  opcase c = {0};
+  c.nx = 1;
+  c.x[0] = bc ? bcast_cases[i][0] : sumto_cases[i][0];
+  c.t = bc ? bcast_cases[i][1] : sumto_cases[i][1];
+  c.lo = -1.5;
+  c.hi = 1.5;
+  c.build = bc ? build_broadcast_to : build_sum_to;
+  c.ref = bc ? ref_broadcast_to : ref_sum_to;
+  char nm[64], ts[48];
+  shp_format(&c.t, ts, sizeof ts);
+  snprintf(nm, sizeof nm, "%s(%s)", bc ? "broadcast_to" : "sum_to", ts);
+  name_case(&c, nm);
+  check(&c);
+}
+
+START_TEST(test_sum_to) { run_sum_to(0, _i); }
+END_TEST
+START_TEST(test_broadcast_to) { run_sum_to(1, _i); }
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Shape ops                                                           */
+/* ------------------------------------------------------------------ */
+
+static sv_node *build_reshape(const opcase *c, sv_node *const *x)
+{
+  return sv_reshape(x[0], c->t.nd, c->t.d);
+}
+
+static void ref_reshape(const opcase *c, int batch, const shp *xs, const double *const *x, shp *ys,
+                        double *y)
+{
+  *ys = shp_resolve(&c->t, batch);
+  memcpy(y, x[0], shp_count(&xs[0]) * sizeof(double));
+}
+
+static const shp reshape_cases[][2] = {
+  {S3(2, 3, 4), S2(6, 4)}, {S3(2, 3, 4), S1(24)}, {S2(4, 6), S3(2, 3, 4)},
+  {S1(1), S0},             {S3(B, 2, 3), S2(B, 6)}, {S2(B, 6), S3(B, 3, 2)},
+};
+#define NRESHAPE ((int)(sizeof reshape_cases / sizeof reshape_cases[0]))
+
+START_TEST(test_reshape)
+{
+  opcase c = {0};
+  c.nx = 1;
+  c.x[0] = reshape_cases[_i][0];
+  c.t = reshape_cases[_i][1];
+  c.lo = -1.5;
+  c.hi = 1.5;
+  c.build = build_reshape;
+  c.ref = ref_reshape;
+  char nm[64], ts[48];
+  shp_format(&c.t, ts, sizeof ts);
+  snprintf(nm, sizeof nm, "reshape(%s)", ts);
+  name_case(&c, nm);
+  check(&c);
+}
+END_TEST
+
+static sv_node *build_transpose(const opcase *c, sv_node *const *x)
+{
+  (void)c;
+  return sv_transpose(x[0]);
+}
+
+static void ref_transpose(const opcase *c, int batch, const shp *xs, const double *const *x,
+                          shp *ys, double *y)
+{
+  (void)c, (void)batch;
+  int r = xs[0].d[0], cc = xs[0].d[1];
+  ys->nd = 2;
+  ys->d[0] = cc;
+  ys->d[1] = r;
+  for (int i = 0; i < r; i++)
+    for (int j = 0; j < cc; j++)
+      y[j * r + i] = x[0][i * cc + j];
+}
+
+static const shp transpose_cases[] = {S2(3, 5), S2(1, 4), S2(4, 4)};
+
+START_TEST(test_transpose)
+{
+  opcase c = {0};
+  c.nx = 1;
+  c.x[0] = transpose_cases[_i];
+  c.lo = -1.5;
+  c.hi = 1.5;
+  c.build = build_transpose;
+  c.ref = ref_transpose;
+  name_case(&c, "transpose");
+  check(&c);
+}
+END_TEST
+
+static sv_node *build_slice(const opcase *c, sv_node *const *x)
+{
+  return sv_slice(x[0], c->axis, c->start, c->len);
+}
+
+static void ref_slice(const opcase *c, int batch, const shp *xs, const double *const *x, shp *ys,
+                      double *y)
+{
+  (void)batch;
+  int axis = c->axis < 0 ? c->axis + xs[0].nd : c->axis;
+  *ys = xs[0];
+  ys->d[axis] = c->len;
+  for (size_t k = 0; k < shp_count(ys); k++) {
+    int ix[SV_MAX_DIMS] = {0};
+    unflat(ys, k, ix);
+    ix[axis] += c->start;
+    y[k] = x[0][flat(&xs[0], ix)];
+  }
+}
+
+static const struct {
+  shp a;
+  int axis, start, len;
+} slice_cases[] = {
+  {S3(3, 4, 5), 0, 1, 2}, {S3(3, 4, 5), 1, 0, 3}, {S3(3, 4, 5), 2, 2, 3}, {S3(3, 4, 5), -1, 1, 1},
+  {S3(3, 4, 5), 1, 3, 1}, {S2(3, 4), 0, 0, 3},    {S1(6), 0, 2, 3},       {S2(B, 4), 1, 1, 2},
+  {S3(B, 3, 2), -2, 0, 2},
+};
+#define NSLICE ((int)(sizeof slice_cases / sizeof slice_cases[0]))
+
+START_TEST(test_slice)
+{
+  opcase c = {0};
+  c.nx = 1;
+  c.x[0] = slice_cases[_i].a;
+  c.axis = slice_cases[_i].axis;
+  c.start = slice_cases[_i].start;
+  c.len = slice_cases[_i].len;
+  c.lo = -1.5;
+  c.hi = 1.5;
+  c.build = build_slice;
+  c.ref = ref_slice;
+  char nm[64];
+  snprintf(nm, sizeof nm, "slice(axis %d, start %d, len %d)", c.axis, c.start, c.len);
+  name_case(&c, nm);
+  check(&c);
+}
+END_TEST
+
+static sv_node *build_concat(const opcase *c, sv_node *const *x)
+{
+  return sv_concat(c->nx, x, c->axis);
+}
+
+static void ref_concat(const opcase *c, int batch, const shp *xs, const double *const *x, shp *ys,
+                       double *y)
+{
+  (void)batch;
+  int axis = c->axis < 0 ? c->axis + xs[0].nd : c->axis;
+  *ys = xs[0];
+  ys->d[axis] = 0;
+  for (int i = 0; i < c->nx; i++)
+    ys->d[axis] += xs[i].d[axis];
+  for (size_t k = 0; k < shp_count(ys); k++) {
+    int ix[SV_MAX_DIMS] = {0}, part = 0;
+    unflat(ys, k, ix);
+    while (ix[axis] >= xs[part].d[axis])
+      ix[axis] -= xs[part++].d[axis];
+    y[k] = x[part][flat(&xs[part], ix)];
+  }
+}
+
+static const struct {
+  int n, axis;
+  shp p[MAXX];
+} concat_cases[] = {
+  {2, 0, {S2(2, 3), S2(3, 3)}},
+  {3, 1, {S2(2, 1), S2(2, 3), S2(2, 2)}},
+  {2, -1, {S3(2, 2, 1), S3(2, 2, 3)}},
+  {3, 1, {S3(2, 1, 2), S3(2, 2, 2), S3(2, 1, 2)}},
+  {2, 0, {S1(2), S1(3)}},
+  {2, 1, {S2(B, 2), S2(B, 1)}},
+  {3, -1, {S2(B, 1), S2(B, 2), S2(B, 1)}},
+};
+#define NCONCAT ((int)(sizeof concat_cases / sizeof concat_cases[0]))
+
+START_TEST(test_concat)
+{
+  opcase c = {0};
+  c.nx = concat_cases[_i].n;
+  for (int i = 0; i < c.nx; i++)
+    c.x[i] = concat_cases[_i].p[i];
+  c.axis = concat_cases[_i].axis;
+  c.lo = -1.5;
+  c.hi = 1.5;
+  c.build = build_concat;
+  c.ref = ref_concat;
+  char nm[64];
+  snprintf(nm, sizeof nm, "concat(axis %d)", c.axis);
+  name_case(&c, nm);
+  check(&c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Rows by index                                                       */
+/* ------------------------------------------------------------------ */
+
+static sv_node *build_gather(const opcase *c, sv_node *const *x)
+{
+  return sv_gather_rows(x[0], c->m, c->idx);
+}
+
+static size_t row_size(const shp *s)
+{
+  return shp_count(s) / (size_t)s->d[0];
+}
+
+static void ref_gather(const opcase *c, int batch, const shp *xs, const double *const *x, shp *ys,
+                       double *y)
+{
+  (void)batch;
+  size_t r = row_size(&xs[0]);
+  *ys = xs[0];
+  ys->d[0] = c->m;
+  for (int i = 0; i < c->m; i++)
+    for (size_t k = 0; k < r; k++)
+      y[(size_t)i * r + k] = x[0][(size_t)c->idx[i] * r + k];
+}
+
+static sv_node *build_scatter(const opcase *c, sv_node *const *x)
+{
+  return sv_scatter_add_rows(x[0], c->m, c->idx, c->nrows);
+}
+
+static void ref_scatter(const opcase *c, int batch, const shp *xs, const double *const *x, shp *ys,
+                        double *y)
+{
+  (void)batch;
+  size_t r = row_size(&xs[0]);
+  *ys = xs[0];
+  ys->d[0] = c->nrows;
+  for (size_t k = 0; k < shp_count(ys); k++)
+    y[k] = 0;
+  for (int i = 0; i < c->m; i++)
+    for (size_t k = 0; k < r; k++)
+      y[(size_t)c->idx[i] * r + k] += x[0][(size_t)i * r + k];
+}
+
+/* Repeated indices, unused rows, first and last row. */
+static const int gather_idx[] = {4, 0, 4, 2, 2, 1};
+static const int scatter_idx[] = {1, 3, 1, 0, 3, 3};
+
+static const shp gather_shapes[] = {S2(5, 3), S1(5), S3(5, 2, 2)};
+
+START_TEST(test_gather_rows)
+{
+  opcase c = {0};
+  c.nx = 1;
+  c.x[0] = gather_shapes[_i];
+  c.m = 6;
+  c.idx = gather_idx;
+  c.lo = -1.5;
+  c.hi = 1.5;
+  c.build = build_gather;
+  c.ref = ref_gather;
+  name_case(&c, "gather_rows");
+  check(&c);
+}
+END_TEST
+
+static const shp scatter_shapes[] = {S2(6, 3), S1(6), S3(6, 2, 2)};
+
+START_TEST(test_scatter_add_rows)
+{
+  opcase c = {0};
+  c.nx = 1;
+  c.x[0] = scatter_shapes[_i];
+  c.m = 6;
+  c.nrows = 5; /* rows 2 and 4 receive nothing */
+  c.idx = scatter_idx;
+  c.lo = -1.5;
+  c.hi = 1.5;
+  c.build = build_scatter;
+  c.ref = ref_scatter;
+  name_case(&c, "scatter_add_rows");
+  check(&c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Leaves: constants, scalars, fill_like as operands                   */
+/* ------------------------------------------------------------------ */
+
+static const double kconst[4] = {0.5, -1.25, 2.0, 0.75};
+
+/* y = (x * C) / s + fill_like(x, 0.3) * x with C a [4] constant, s a
+   scalar constant: the leaves carry no gradient but scale it. */
+static sv_node *build_leaves(const opcase *c, sv_node *const *x)
+{
+  (void)c;
+  sv_graph *g = sv_node_graph(x[0]);
+  int d = 4;
+  sv_node *C = sv_constant(g, 1, &d, kconst), *s = sv_scalar(g, 1.6);
+  return sv_add(sv_div(sv_mul(x[0], C), s), sv_mul(sv_fill_like(x[0], 0.3), sv_sin(x[0])));
+}
+
+static void ref_leaves(const opcase *c, int batch, const shp *xs, const double *const *x, shp *ys,
+                       double *y)
+{
+  (void)c, (void)batch;
+  *ys = xs[0];
+  for (size_t k = 0; k < shp_count(ys); k++)
+    y[k] = x[0][k] * kconst[k % 4] / 1.6 + 0.3 * sin(x[0][k]);
+}
+
+static const shp leaves_shapes[] = {S2(3, 4), S2(B, 4)};
+
+START_TEST(test_leaves)
+{
+  opcase c = {0};
+  c.nx = 1;
+  c.x[0] = leaves_shapes[_i];
+  c.lo = -1.5;
+  c.hi = 1.5;
+  c.build = build_leaves;
+  c.ref = ref_leaves;
+  name_case(&c, "constant, scalar, fill_like");
+  check(&c);
+}
+END_TEST
+
+/* A node y does not depend on: the gradient is zeros of x's shape. */
+START_TEST(test_grad_independent)
+{
+  sv_graph *g = sv_graph_new();
+  int d[2] = {SV_BATCH, 3};
+  sv_node *x = sv_input(g, "x", 2, d), *z = sv_input(g, "z", 2, d);
+  sv_node *dz = sv_grad(sv_sum(sv_tanh(x)), z);
+  ck_assert_ptr_nonnull(dz);
+  ck_assert_int_eq(sv_ndim(dz), 2);
+  ck_assert_int_eq(sv_dim(dz, 0), SV_BATCH);
+  ck_assert_int_eq(sv_dim(dz, 1), 3);
+  sv_plan *pl = sv_compile(g, 1, &dz, 4);
+  ck_assert_msg(pl != NULL, "%s", sv_errmsg());
+  double zd[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+  sv_plan_bind(pl, x, zd);
+  sv_plan_bind(pl, z, zd);
+  ck_assert_int_eq(sv_plan_run(pl), 0);
+  const double *v = sv_plan_value(pl, dz);
+  ck_assert_ptr_nonnull(v);
+  ck_assert_uint_eq(sv_plan_size(pl, dz), 12);
+  for (int k = 0; k < 12; k++)
+    ck_assert(v[k] == 0.0);
+  sv_plan_free(pl);
+  sv_graph_free(g);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+
+static void add_loop(Suite *s, const char *name, const TTest *t, int n)
+{
+  TCase *tc = tcase_create(name);
+  tcase_add_loop_test(tc, t, 0, n);
+  suite_add_tcase(s, tc);
+}
+
+static Suite *ops_suite(void)
+{
+  Suite *s = suite_create("ops");
+  add_loop(s, "add", test_add, NBINPAT);
+  add_loop(s, "sub", test_sub, NBINPAT);
+  add_loop(s, "mul", test_mul, NBINPAT);
+  add_loop(s, "div", test_div, NBINPAT);
+  add_loop(s, "neg", test_neg, NUNSHAPE);
+  add_loop(s, "square", test_square, NUNSHAPE);
+  add_loop(s, "pow", test_pow, NUNSHAPE * NPOWEXP);
+  add_loop(s, "exp", test_exp, NUNSHAPE);
+  add_loop(s, "ln", test_ln, NUNSHAPE);
+  add_loop(s, "sqrt", test_sqrt, NUNSHAPE);
+  add_loop(s, "tanh", test_tanh, NUNSHAPE);
+  add_loop(s, "sin", test_sin, NUNSHAPE);
+  add_loop(s, "cos", test_cos, NUNSHAPE);
+  add_loop(s, "sigmoid", test_sigmoid, NUNSHAPE);
+  add_loop(s, "softplus", test_softplus, NUNSHAPE);
+  add_loop(s, "scale", test_scale, NUNSHAPE);
+  add_loop(s, "add_scalar", test_add_scalar, NUNSHAPE);
+  add_loop(s, "matmul", test_matmul, NMM);
+  add_loop(s, "matmul_errors", test_matmul_errors, 1);
+  add_loop(s, "sum", test_sum, NREDSHAPE);
+  add_loop(s, "mean", test_mean, NREDSHAPE);
+  add_loop(s, "sum_axis", test_sum_axis, NAXIS);
+  add_loop(s, "mean_axis", test_mean_axis, NAXIS);
+  add_loop(s, "sum_to", test_sum_to, NSUMTO);
+  add_loop(s, "broadcast_to", test_broadcast_to, NBCAST);
+  add_loop(s, "reshape", test_reshape, NRESHAPE);
+  add_loop(s, "transpose", test_transpose, 3);
+  add_loop(s, "slice", test_slice, NSLICE);
+  add_loop(s, "concat", test_concat, NCONCAT);
+  add_loop(s, "gather_rows", test_gather_rows, 3);
+  add_loop(s, "scatter_add_rows", test_scatter_add_rows, 3);
+  add_loop(s, "leaves", test_leaves, 2);
+  add_loop(s, "grad_independent", test_grad_independent, 1);
+  return s;
+}
+
+int main(void)
+{
+  SRunner *sr = srunner_create(ops_suite()); /* fork mode unless CK_FORK=no */
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
