@@ -63,7 +63,7 @@ static sv_node *rule(sv_node *n, int i, sv_node *G)
       return G;
     if (n->a == 2.0)
       return sv_mul(G, sv_scale(a, 2.0));
-    return sv_mul(G, sv_scale(n->a - 1.0 == 1.0 ? a : sv_pow(a, n->a - 1.0), n->a));
+    return sv_mul(G, sv_scale(sv_pow(a, n->a - 1.0), n->a));
   case OP_EXP:
     return sv_mul(G, n);
   case OP_LOG:
