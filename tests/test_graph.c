@@ -10,6 +10,9 @@
  */
 #include <solver.h>
 
+#include <cblas.h>
+#include <dlfcn.h>
+
 #include <check.h>
 #include <gsl/gsl_rng.h>
 #include <math.h>
@@ -606,6 +609,19 @@ START_TEST(test_lsq_refuses_mixing)
 }
 END_TEST
 
+/* The issue asks for GSL and the core on OpenBLAS's CBLAS: Debian's libgsl
+   also pulls in the slow reference libgslcblas, so check which library
+   cblas_dgemm actually binds to in this process. */
+START_TEST(test_blas_is_openblas)
+{
+  Dl_info info;
+  void (*fn)(void) = (void (*)(void))cblas_dgemm;
+  ck_assert_int_ne(dladdr(*(void **)&fn, &info), 0);
+  ck_assert_ptr_nonnull(info.dli_fname);
+  ck_assert_msg(strstr(info.dli_fname, "openblas") != NULL, "cblas_dgemm comes from %s", info.dli_fname);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 
 static Suite *graph_suite(void)
@@ -624,6 +640,9 @@ static Suite *graph_suite(void)
   tcase_add_test(tc, test_error_messages);
   tcase_add_test(tc, test_error_unbound_input);
   tcase_add_test(tc, test_error_api_misuse);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("blas");
+  tcase_add_test(tc, test_blas_is_openblas);
   suite_add_tcase(s, tc);
   tc = tcase_create("lsq");
   tcase_add_test(tc, test_lsq_jacobian);
