@@ -1,0 +1,146 @@
+#!/bin/sh
+# test_pinn.sh -- regression runs of pinn_legendre and pinn_hypergeometric at
+# a reduced size, checked against their references (GSL's P_n and 2F1, the
+# finite series past x = 1) read back from summary.json; bad parameters
+# that must be refused with a message that says why; and a 2-rank run of
+# pinn_legendre that must match the 1-rank run to 1e-10.
+#
+# The tolerances are about 10x the errors these reduced runs reach (see
+# the measured values in the comments); a solver that is broken anywhere
+# (derivatives, Jacobian, optimizer, trial solution, reference) misses them
+# by orders of magnitude. No timing is checked.
+
+solver=${SOLVER:-../solver}
+mpiexec=${MPIEXEC:-mpiexec}
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/test_pinn.XXXXXX") || exit 1
+trap 'rm -rf "$work"' EXIT
+
+fail=0
+
+# metric FILE NAME: the value of "NAME": in summary.json (empty if absent)
+metric() {
+  sed -n "s/^ *\"$2\": *\([-+0-9.eEinfINFa]*\),*\$/\1/p" "$1" | head -n 1
+}
+
+# below VALUE TOL: VALUE is a finite number <= TOL
+below() {
+  awk -v v="$1" -v t="$2" 'BEGIN { exit !(v != "" && v + 0 == v && v <= t + 0) }'
+}
+
+# run NAME ARGS...: run the solver into $work/NAME, quietly
+run() {
+  name=$1
+  shift
+  if ! "$solver" --quiet --out "$work/$name" "$@" >"$work/$name.log" 2>&1; then
+    cat "$work/$name.log"
+    echo "FAIL: $name: solver $* exited with an error"
+    fail=1
+    return 1
+  fi
+  return 0
+}
+
+# check NAME METRIC TOL: report and compare one metric
+check() {
+  v=$(metric "$work/$1/summary.json" "$2")
+  if below "$v" "$3"; then
+    echo "ok   $1: $2 = $v <= $3"
+  else
+    echo "FAIL: $1: $2 = '$v', expected <= $3"
+    fail=1
+  fi
+}
+
+# refuse NAME PATTERN ARGS...: the run must fail, and say PATTERN
+refuse() {
+  name=$1
+  pattern=$2
+  shift 2
+  if "$solver" --quiet --out "$work/$name" "$@" >"$work/$name.log" 2>&1; then
+    echo "FAIL: $name: solver $* succeeded; it must refuse these parameters"
+    fail=1
+  elif ! grep -q "$pattern" "$work/$name.log"; then
+    cat "$work/$name.log"
+    echo "FAIL: $name: the message does not say '$pattern'"
+    fail=1
+  else
+    echo "ok   $name refused: $(grep "$pattern" "$work/$name.log" | head -n 1)"
+  fi
+}
+
+small="-adam_steps 200 -lm_steps 300 -eval_points 401"
+
+# Legendre, n = 3 and n = 5
+# (measured: n = 3 reaches 1e-7, n = 5 2e-6; an untrained or wrongly
+# differentiated network is off by 1e-2 or more)
+if run leg3 --plugin pinn_legendre -n 3 $small; then
+  check leg3 rel_l2 1e-6
+  check leg3 max_abs_err 1e-6
+fi
+if run leg5 --plugin pinn_legendre -n 5 $small; then
+  check leg5 rel_l2 2e-5
+  check leg5 max_abs_err 2e-5
+fi
+
+# Hypergeometric, (a, b, c) = (-2, 1, 1) on [0, 2]: exact y = (1 - x)^2
+# (measured: 2.4e-7 on [0, 1), 3.7e-5 on (1, 2])
+if run hyp --plugin pinn_hypergeometric $small; then
+  check hyp rel_l2_below_1 3e-6
+  check hyp rel_l2_above_1 5e-4
+fi
+
+# Parameters outside the method's validity
+refuse leg_neg "degree must be >= 0" --plugin pinn_legendre -n -1
+refuse leg_big "degrees above" --plugin pinn_legendre -n 1000
+refuse hyp_nonterm "does not converge" --plugin pinn_hypergeometric -a 0.5 -b 1 -c 1 -x_max 2
+refuse hyp_c "must not be 0 or a negative integer" --plugin pinn_hypergeometric -c -1 -x_max 0.5
+
+# 2 ranks against 1 rank: the same solution on the evaluation grid
+mpi_ok=1
+if ! command -v "$mpiexec" >/dev/null 2>&1; then
+  echo "FAIL: $mpiexec not found (Debian: openmpi-bin, pulled in by libpetsc-real-dev)"
+  fail=1
+  mpi_ok=0
+fi
+if [ $mpi_ok = 1 ]; then
+  flags=
+  [ "$(id -u)" = 0 ] && flags="--allow-run-as-root --oversubscribe"
+  export OMPI_MCA_rmaps_base_oversubscribe=1 OPENBLAS_NUM_THREADS=1
+  args="--plugin pinn_legendre -n 3 $small"
+  for np in 1 2; do
+    if ! "$mpiexec" $flags -n $np "$solver" --quiet --out "$work/mpi$np" $args \
+        >"$work/mpi$np.log" 2>&1; then
+      cat "$work/mpi$np.log"
+      echo "FAIL: $mpiexec -n $np solver $args"
+      fail=1
+      mpi_ok=0
+    fi
+  done
+fi
+if [ $mpi_ok = 1 ]; then
+  # largest difference of the solution column (2) of solution.csv
+  d=$(awk -F, 'NR == FNR { if (FNR > 1) y[FNR] = $2; next }
+               FNR > 1 { e = $2 - y[FNR]; if (e < 0) e = -e; if (e > d) d = e; n++ }
+               END { if (n == 0) print "none"; else printf "%.3g\n", d }' \
+      "$work/mpi1/solution.csv" "$work/mpi2/solution.csv")
+  echo "     2 ranks vs 1 rank: max |y2 - y1| = $d on the evaluation grid;" \
+       "rel_l2 $(metric "$work/mpi1/summary.json" rel_l2) (1 rank)," \
+       "$(metric "$work/mpi2/summary.json" rel_l2) (2 ranks)"
+  if below "$d" 1e-10; then
+    echo "ok   2 ranks match 1 rank to 1e-10"
+  else
+    echo "FAIL: 2 ranks differ from 1 rank by $d (more than 1e-10)"
+    fail=1
+  fi
+  if [ "$(grep -c . "$work/mpi2/solution.csv")" != "$(grep -c . "$work/mpi1/solution.csv")" ]; then
+    echo "FAIL: the 2-rank solution.csv has a different number of rows"
+    fail=1
+  fi
+fi
+
+if [ $fail != 0 ]; then
+  echo "FAIL"
+  exit 1
+fi
+echo "PASS"
