@@ -5,7 +5,7 @@
     trial solution y = (-1)^n + (1 - exp(-(x+1))) N(x)
 
 N is a tanh MLP (1 input, 1 output); the collocation points are an even
-grid on [-1, 1] (the singular endpoints included); the loss is the mean
+or Chebyshev grid on [-1, 1] (the singular endpoints included); the loss is the mean
 squared residual. Adam (optionally with cosine warm restarts, computed
 exactly as the C core does), then an optional L-BFGS stage. Every
 -eval_every steps the weights are set aside; after training, their
@@ -50,7 +50,13 @@ class Legendre:
     def __init__(self, a):
         self.n = a.n
         self.net = build(a.width, a.depth, a.seed)
-        self.x = torch.linspace(-1.0, 1.0, a.points).reshape(-1, 1).requires_grad_(True)
+        if a.grid == "chebyshev":  # the plugin's default: x_j = -cos(pi j/(N-1)), ends exact
+            # the plugin's formula, term for term: b0 + (b1 - b0) * 0.5 * (1 - cos(.))
+            xs = -1.0 + 2.0 * 0.5 * (1.0 - np.cos(np.pi * np.arange(a.points) / (a.points - 1)))
+            xs[0], xs[-1] = -1.0, 1.0
+            self.x = torch.tensor(xs, dtype=torch.float64).reshape(-1, 1).requires_grad_(True)
+        else:
+            self.x = torch.linspace(-1.0, 1.0, a.points).reshape(-1, 1).requires_grad_(True)
         xe = np.linspace(-1.0, 1.0, 1001)
         self.xe = torch.tensor(xe).reshape(-1, 1)
         coef = np.zeros(a.n + 1)
@@ -157,6 +163,8 @@ def main():
     ap.add_argument("-adam_restart", type=int, default=0, help="first cosine period (0: constant lr)")
     ap.add_argument("-adam_restart_mult", type=float, default=1.0)
     ap.add_argument("-adam_lr_min", type=float, default=0.0)
+    ap.add_argument("-grid", default="even", choices=["even", "chebyshev"],
+                    help="collocation points, as the plugin's -grid")
     ap.add_argument("-activation", default="tanh", help="only tanh (the peer's network)")
     ap.add_argument("-resample_every", type=int, default=0, help="only 0 (an even grid)")
     ap.add_argument("-lbfgs_steps", type=int, default=0, help="L-BFGS iterations after Adam")

@@ -88,7 +88,7 @@ peer_opts() {
   "$PYTHON" - "$1" <<'PY'
 import json, sys
 o = json.load(open(sys.argv[1]))["options"]
-keys = ["n", "width", "depth", "activation", "points", "resample_every", "adam_lr",
+keys = ["n", "width", "depth", "activation", "points", "grid", "resample_every", "adam_lr",
         "adam_restart", "adam_restart_mult", "adam_lr_min", "adam_beta1", "adam_beta2"]
 print(" ".join("-%s %s" % (k, o[k]) for k in keys))
 PY
