@@ -123,6 +123,9 @@ run 1 --plugin fixture_noentry &&
 run 1 --plugin fixture_badabi &&
   expect "$ERR" "'$FIXTURES/fixture_badabi.so' was built for ABI version 999, this solver has 1" && ok
 
+run 1 --plugin fixture_badreal &&
+  expect "$ERR" "'$FIXTURES/fixture_badreal.so' was built with 4-byte reals, this solver uses 8-byte doubles" && ok
+
 run 1 --plugin fixture_runfails --out "$WORK/fails" &&
   expect "$ERR" "solver: error: fixture_runfails: deliberate failure" &&
   { [ ! -e "$WORK/fails/summary.json" ] || bad "a failed run wrote summary.json"; } && ok

@@ -757,6 +757,7 @@ START_TEST(test_list)
   int good = 0, fails = 0;
   for (int i = 0; i < n; i++) {
     ck_assert_str_ne(list[i].name, "fixture_badabi");
+    ck_assert_str_ne(list[i].name, "fixture_badreal");
     ck_assert_ptr_null(strstr(list[i].path, "fixture_noentry"));
     ck_assert_ptr_null(strstr(list[i].path, "junk"));
     if (strcmp(list[i].name, "fixture_good") == 0) {
