@@ -153,6 +153,24 @@ static void format_real(double x, char *buf, size_t n)
   }
 }
 
+/* The text given for a declared option: 1 when given, 0 when not (or in
+   help mode, where nothing is read), -1 on error. */
+static int given_text(sv_run *r, const char *name, char *text, size_t n)
+{
+  int set;
+  if (r->help_mode)
+    return 0;
+  if (get_text(name, text, n, &set) < 0)
+    return -1;
+  return set ? 1 : 0;
+}
+
+/* Keep the value used, as text, for summary.json. */
+static int record(sv_optdecl *d, const char *name, const char *text)
+{
+  return replace(&d->value, text) < 0 ? sv_fail("option %s: out of memory", name) : 0;
+}
+
 static int parse_real(const char *name, const char *text, double *out)
 {
   if (!*text)
@@ -225,16 +243,12 @@ int sv_opt_int(sv_run *r, const char *name, int def, const char *help, int *out)
   sv_optdecl *d = declare(r, name, SV_OPTTYPE_INT, text, help);
   if (!d)
     return -1;
-  if (r->help_mode)
-    return 0;
-  int set;
-  if (get_text(name, text, sizeof text, &set) < 0)
-    return -1;
-  if (!set)
-    return 0;
+  int given = given_text(r, name, text, sizeof text);
+  if (given <= 0)
+    return given;
   if (parse_int(name, text, out) < 0)
     return -1;
-  return replace(&d->value, text) < 0 ? sv_fail("option %s: out of memory", name) : 0;
+  return record(d, name, text);
 }
 
 int sv_opt_real(sv_run *r, const char *name, double def, const char *help, double *out)
@@ -247,16 +261,12 @@ int sv_opt_real(sv_run *r, const char *name, double def, const char *help, doubl
   sv_optdecl *d = declare(r, name, SV_OPTTYPE_REAL, text, help);
   if (!d)
     return -1;
-  if (r->help_mode)
-    return 0;
-  int set;
-  if (get_text(name, text, sizeof text, &set) < 0)
-    return -1;
-  if (!set)
-    return 0;
+  int given = given_text(r, name, text, sizeof text);
+  if (given <= 0)
+    return given;
   if (parse_real(name, text, out) < 0)
     return -1;
-  return replace(&d->value, text) < 0 ? sv_fail("option %s: out of memory", name) : 0;
+  return record(d, name, text);
 }
 
 int sv_opt_bool(sv_run *r, const char *name, int def, const char *help, int *out)
@@ -267,18 +277,13 @@ int sv_opt_bool(sv_run *r, const char *name, int def, const char *help, int *out
   sv_optdecl *d = declare(r, name, SV_OPTTYPE_BOOL, def ? "true" : "false", help);
   if (!d)
     return -1;
-  if (r->help_mode)
-    return 0;
   char text[256];
-  int set;
-  if (get_text(name, text, sizeof text, &set) < 0)
-    return -1;
-  if (!set)
-    return 0;
+  int given = given_text(r, name, text, sizeof text);
+  if (given <= 0)
+    return given;
   if (parse_bool(name, text, out) < 0)
     return -1;
-  return replace(&d->value, *out ? "true" : "false") < 0
-             ? sv_fail("option %s: out of memory", name) : 0;
+  return record(d, name, *out ? "true" : "false");
 }
 
 int sv_opt_string(sv_run *r, const char *name, const char *def, const char *help, char *out,
