@@ -205,10 +205,7 @@ static int hyperg_run(sv_run *r, void *state)
 
   sv_headline(r, "hypergeometric equation x(1-x) y'' + [c-(a+b+1)x] y' - ab y = 0 on [0, %g], "
               "(a, b, c) = (%g, %g, %g), y(0) = 1", s->x_max, s->a, s->b, s->c);
-  char how[160];
-  sv_headline(r, "  PINN %dx%d %s, %d %s points: %s, final loss %.2e", o->depth, o->width,
-              sv_activation_name(o->act), o->points, pinn_grid_name(o->grid),
-              pinn_describe_training(o, &tr, how, sizeof how), tr.loss);
+  pinn_headline_training(r, o, &tr);
   if (a0 < ne)
     sv_headline(r, "  vs 2F1 (GSL below 1, finite series above) on %d points: relative L2 "
                 "error %.2e on [0, 1), %.2e on (1, %g]; max |error| %.2e, max |residual| %.2e",

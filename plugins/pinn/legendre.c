@@ -160,10 +160,7 @@ static int legendre_run(sv_run *r, void *state)
 
   sv_headline(r, "Legendre equation (1-x^2) y'' - 2x y' + n(n+1) y = 0 on [-1, 1], n = %d, "
               "y(-1) = %d", s->n, s->n % 2 ? -1 : 1);
-  char how[160];
-  sv_headline(r, "  PINN %dx%d %s, %d %s points: %s, final loss %.2e", o->depth, o->width,
-              sv_activation_name(o->act), o->points, pinn_grid_name(o->grid),
-              pinn_describe_training(o, &tr, how, sizeof how), tr.loss);
+  pinn_headline_training(r, o, &tr);
   sv_headline(r, "  vs P_%d (GSL) on %d points: relative L2 error %.2e, max |error| %.2e, "
               "max |residual| %.2e", s->n, ne, e.rel_l2, e.max_abs, rmax);
   rc = 0;

@@ -607,6 +607,14 @@ const char *pinn_describe_training(const pinn_opts *o, const pinn_train_result *
   return buf;
 }
 
+int pinn_headline_training(sv_run *r, const pinn_opts *o, const pinn_train_result *t)
+{
+  char how[160];
+  return sv_headline(r, "  PINN %dx%d %s, %d %s points: %s, final loss %.2e", o->depth, o->width,
+                     sv_activation_name(o->act), o->points, pinn_grid_name(o->grid),
+                     pinn_describe_training(o, t, how, sizeof how), t->loss);
+}
+
 /* ------------------------------------------------------------------ */
 /* Evaluation                                                          */
 /* ------------------------------------------------------------------ */

@@ -167,6 +167,10 @@ int pinn_model_train(pinn_model *m, pinn_train_result *res);
 const char *pinn_describe_training(const pinn_opts *o, const pinn_train_result *t, char *buf,
                                    size_t n);
 
+/* The headline "  PINN 3x16 tanh, 96 chebyshev points: <training>, final
+   loss 5.53e-13" that every PINN run prints under its equation. */
+int pinn_headline_training(sv_run *r, const pinn_opts *o, const pinn_train_result *t);
+
 /* ------------------------------------------------------------------ */
 /* Evaluation and reports                                              */
 /* ------------------------------------------------------------------ */
