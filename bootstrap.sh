@@ -9,8 +9,12 @@ set -eu
 
 cd "$(dirname "$0")"
 
+# The build's libraries and tools; Fashion-MNIST (IDX files under
+# /usr/share/datasets/fashion-mnist) for the learned benchmarks, so nothing
+# is downloaded; python3-torch for the PyTorch peers of bench/.
 packages="make gcc autoconf automake libtool pkg-config libgsl-dev
-libpetsc-real-dev libopenblas-dev check gnuplot-nox"
+libpetsc-real-dev libopenblas-dev liblapacke-dev libfftw3-dev zlib1g-dev
+check gnuplot-nox dataset-fashion-mnist python3-torch python3-numpy"
 
 missing=
 if ! command -v dpkg-query >/dev/null 2>&1; then
