@@ -9,8 +9,7 @@
  * bound arrays and the params vector. Reshapes are views of their input.
  * Running a plan allocates nothing.
  */
-#include "internal.h"
-#include "plan.h"
+#include "ops/ops.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -98,13 +97,16 @@ static int root_of(const sv_plan *p, int id)
   return id;
 }
 
-/* Is node id (after merging) a constant equal to v everywhere? */
-static int is_const_value(const sv_graph *g, const int *rep, int id, double v)
+int sv__fold_input(const sv_fold *f, int id, int i) { return f->rep[f->p->g->nodes[id]->in[i]->id]; }
+
+/* A constant, possibly broadcast, equal to v everywhere. */
+int sv__fold_is_const(const sv_fold *f, int id, double v)
 {
-  const sv_node *n = g->nodes[rep[id]];
-  if (n->op == OP_BROADCAST && !n->ia[0])
-    n = g->nodes[rep[n->in[0]->id]];
-  if (n->op != OP_CONST)
+  const sv_graph *g = f->p->g;
+  const sv_node *n = g->nodes[f->rep[id]];
+  if (n->op == &sv__op_broadcast && !n->ia[0])
+    n = g->nodes[f->rep[n->in[0]->id]];
+  if (n->op != &sv__op_const)
     return 0;
   size_t c = sv__shape_count(&n->shape, 1);
   for (size_t k = 0; k < c; k++)
@@ -113,59 +115,9 @@ static int is_const_value(const sv_graph *g, const int *rep, int id, double v)
   return 1;
 }
 
-static int same_resolved_shape(const sv_plan *p, int a, int b)
+int sv__fold_same_shape(const sv_fold *f, int a, int b)
 {
-  const sv_shape *x = &p->shape[a], *y = &p->shape[b];
-  if (x->ndim != y->ndim)
-    return 0;
-  for (int i = 0; i < x->ndim; i++)
-    if (x->d[i] != y->d[i])
-      return 0;
-  return 1;
-}
-
-/* A node that is another one in disguise: x*1, 1*x, x+0, 0+x, x-0, x/1,
-   scale by 1, add 0 -- when the other operand already has the output's
-   shape. Derivative graphs are full of these (the seed of sv_grad is a
-   broadcast 1). Returns the node to reuse or -1. */
-static int trivial_of(const sv_plan *p, const int *rep, int i)
-{
-  const sv_graph *g = p->g;
-  const sv_node *n = g->nodes[i];
-  int a = n->nin > 0 ? rep[n->in[0]->id] : -1, b = n->nin > 1 ? rep[n->in[1]->id] : -1;
-  switch (n->op) {
-  case OP_MUL:
-    if (is_const_value(g, rep, b, 1.0) && same_resolved_shape(p, a, i))
-      return a;
-    if (is_const_value(g, rep, a, 1.0) && same_resolved_shape(p, b, i))
-      return b;
-    break;
-  case OP_ADD:
-    if (is_const_value(g, rep, b, 0.0) && same_resolved_shape(p, a, i))
-      return a;
-    if (is_const_value(g, rep, a, 0.0) && same_resolved_shape(p, b, i))
-      return b;
-    break;
-  case OP_SUB:
-    if (is_const_value(g, rep, b, 0.0) && same_resolved_shape(p, a, i))
-      return a;
-    break;
-  case OP_DIV:
-    if (is_const_value(g, rep, b, 1.0) && same_resolved_shape(p, a, i))
-      return a;
-    break;
-  case OP_SCALE:
-    if (n->a == 1.0)
-      return a;
-    break;
-  case OP_ADD_SCALAR:
-    if (n->a == 0.0)
-      return a;
-    break;
-  default:
-    break;
-  }
-  return -1;
+  return sv__shape_equal(&f->p->shape[a], &f->p->shape[b]);
 }
 
 /* Same op, same (merged) inputs, same attributes: same value. */
@@ -192,10 +144,14 @@ static size_t node_hash(const int *rep, const sv_node *x)
   return h;
 }
 
-/* Fill rep[]: for each needed node, the node whose value it shares. */
+/* Fill rep[]: for each needed node, the node whose value it shares: a
+   node its op's folding rule says it equals (x*1 is x: derivative graphs
+   are full of these, the seed of sv_grad being a broadcast 1), or an
+   earlier node with the same op, inputs and attributes. */
 static int fold_nodes(const sv_plan *p, const char *need, int *rep)
 {
   const sv_graph *g = p->g;
+  sv_fold f = {p, rep};
   size_t cap = 64;
   while (cap < 2 * (size_t)g->n)
     cap *= 2;
@@ -208,7 +164,7 @@ static int fold_nodes(const sv_plan *p, const char *need, int *rep)
     const sv_node *n = g->nodes[i];
     if (!need[i] || n->nin == 0)
       continue;
-    int t = trivial_of(p, rep, i);
+    int t = n->op->fold ? n->op->fold(&f, i) : -1;
     if (t >= 0) {
       rep[i] = t;
       continue;
@@ -248,6 +204,15 @@ void sv_plan_free(sv_plan *p)
   free(p->bound);
   free(p->visible);
   free(p->src);
+  if (p->state) {
+    for (int s = 0; s < p->nsteps; s++) {
+      int id = p->steps[s];
+      if (p->state[id] && p->g->nodes[id]->op->release)
+        p->g->nodes[id]->op->release(p->state[id]);
+    }
+    free(p->state);
+  }
+  free(p->work);
   free(p);
 }
 
@@ -330,9 +295,9 @@ sv_plan *sv_compile(sv_graph *g, int nout, sv_node *const *outputs, int batch)
       p->src[i] = rep[i];
       continue;
     }
-    switch (nd->op) {
-    case OP_INPUT: p->kind[i] = BUF_INPUT; break;
-    case OP_PARAM:
+    switch (nd->op->store) {
+    case SV_STORE_INPUT: p->kind[i] = BUF_INPUT; break;
+    case SV_STORE_PARAM:
       if (sv__params_freeze(nd->params) < 0) {
         free(need);
         free(rep);
@@ -340,13 +305,14 @@ sv_plan *sv_compile(sv_graph *g, int nout, sv_node *const *outputs, int batch)
       }
       p->kind[i] = BUF_PARAM;
       break;
-    case OP_CONST: p->kind[i] = BUF_CONST; break;
-    case OP_RESHAPE:
+    case SV_STORE_CONST: p->kind[i] = BUF_CONST; break;
+    case SV_STORE_VIEW:
       p->kind[i] = BUF_ALIAS;
       p->src[i] = rep[nd->in[0]->id];
       break;
-    default:
+    case SV_STORE_ARENA:
       p->kind[i] = BUF_ARENA;
+      break;
     }
   }
   /* drop what only merged-away nodes read: mark again through the views */
@@ -422,6 +388,26 @@ sv_plan *sv_compile(sv_graph *g, int nout, sv_node *const *outputs, int batch)
   p->arena = malloc((fl.top ? fl.top : 1) * sizeof(double));
   if (!p->arena)
     goto oom;
+
+  /* the ops' scratch (one area: steps run one at a time) and state */
+  for (int s = 0; s < p->nsteps; s++) {
+    const sv_node *nd = g->nodes[p->steps[s]];
+    if (nd->op->work) {
+      size_t w = nd->op->work(p, nd);
+      if (w > p->work_size)
+        p->work_size = w;
+    }
+    if (nd->op->prepare) {
+      if (!p->state && !(p->state = calloc((size_t)n, sizeof *p->state)))
+        goto oom;
+      if (nd->op->prepare(p, nd, &p->state[nd->id]) < 0) {
+        sv_fail_context("compile: node %d (%s)", nd->id, nd->op->name);
+        goto fail;
+      }
+    }
+  }
+  if (p->work_size && !(p->work = malloc(p->work_size * sizeof(double))))
+    goto oom;
   p->dirty = 1;
   free(fl.v);
   free(last);
@@ -461,7 +447,7 @@ int sv__plan_resolve(sv_plan *p)
 
 int sv_plan_bind(sv_plan *p, sv_node *input, const double *data)
 {
-  if (!p || !input || input->g != p->g || input->op != OP_INPUT)
+  if (!p || !input || input->g != p->g || !sv__is_input(input))
     return sv_fail("plan bind: not an input node of this plan's graph");
   if (!data)
     return sv_fail("plan bind: input '%s': no data", input->name);

@@ -15,29 +15,12 @@
 #define SV_HIDDEN __attribute__((visibility("default")))
 
 /* ------------------------------------------------------------------ */
-/* Graph (graph.c, autodiff.c, compile.c, kernels.c)                  */
+/* Graph (graph.c, autodiff.c, compile.c, kernels.c, ops/)            */
 /* ------------------------------------------------------------------ */
 
-typedef enum {
-  /* leaves */
-  OP_INPUT, OP_PARAM, OP_CONST,
-  /* binary, broadcasting */
-  OP_ADD, OP_SUB, OP_MUL, OP_DIV,
-  /* unary elementwise */
-  OP_NEG, OP_SQUARE, OP_POW, OP_EXP, OP_LOG, OP_SQRT, OP_TANH, OP_SIN, OP_COS,
-  OP_SIGMOID, OP_SOFTPLUS, OP_SCALE, OP_ADD_SCALAR,
-  /* linear algebra */
-  OP_MATMUL,
-  /* reductions and broadcasting (mean: divide by the element ratio) */
-  OP_SUM_TO, OP_BROADCAST,
-  /* shape */
-  OP_RESHAPE, OP_TRANSPOSE, OP_SLICE, OP_CONCAT,
-  /* indexing */
-  OP_GATHER, OP_SCATTER_ADD,
-  /* fused derivative: in[0] * (1 - in[1]^2), the adjoint through tanh */
-  OP_TANH_BACK,
-  OP_COUNT
-} sv_op;
+/* An op: its builder, shape rule, kernel and derivative rule live together
+   in one block under core/ops/ (see ops/ops.h). */
+typedef struct sv_opdef sv_opdef;
 
 typedef struct {
   int ndim;
@@ -48,16 +31,15 @@ typedef struct {
 
 struct sv_node {
   int id;                 /* index in graph->nodes; inputs have smaller ids */
-  sv_op op;
+  const sv_opdef *op;
   sv_graph *g;
   sv_shape shape;
   int nin;
   sv_node **in;           /* nin inputs (points into inline or heap) */
   sv_node *in_inline[SV_MAX_INPUTS];
   /* attributes */
-  double a;               /* pow exponent, scale, scalar */
-  int ia[4];              /* matmul: ta, tb; slice/concat: axis, start, len;
-                             sum_to/broadcast: mean flag */
+  double a;               /* pow exponent, scale, scalar, epsilon */
+  int ia[4];              /* integer attributes, by op (axis, flags, stride...) */
   int *idx; int nidx;     /* gather/scatter indices (owned) */
   double *data;           /* OP_CONST values (owned) */
   char *name;             /* inputs and params */
@@ -79,14 +61,14 @@ SV_HIDDEN void sv__shape_format(const sv_shape *s, char *buf, size_t n);
 /* Record a build error on g (first one wins) and return NULL. */
 SV_HIDDEN sv_node *sv__graph_fail(sv_graph *g, const char *fmt, ...) SV_PRINTF(2, 3);
 /* Low-level node creation (graph.c) */
-SV_HIDDEN sv_node *sv__node_new(sv_graph *g, sv_op op, int nin, sv_node *const *in,
+SV_HIDDEN sv_node *sv__node_new(sv_graph *g, const sv_opdef *op, int nin, sv_node *const *in,
                                 const sv_shape *shape);
-
-/* Reductions with the mean flag (divide by the element ratio). */
-SV_HIDDEN sv_node *sv__sum_to_mean(sv_node *a, const sv_shape *t, int mean);
-SV_HIDDEN sv_node *sv__broadcast_mean(sv_node *a, const sv_shape *t, int mean);
-/* G * (1 - y^2) as one node (autodiff's rule for tanh). */
-SV_HIDDEN sv_node *sv__tanh_back(sv_node *G, sv_node *y);
+/* Is n a leaf of that kind? */
+SV_HIDDEN int sv__is_input(const sv_node *n);
+SV_HIDDEN int sv__is_param(const sv_node *n);
+/* Does the op reduce or contract over the batch axis (a batched input, an
+   output without batch axis)? Then its rows are not independent. */
+SV_HIDDEN int sv__mixes_rows(const sv_node *n);
 /* Freeze a params vector (allocate its data); 0 or -1. */
 SV_HIDDEN int sv__params_freeze(sv_params *p);
 

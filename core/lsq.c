@@ -49,9 +49,7 @@ static const sv_node *mixes_rows(sv_graph *g, const sv_node *res)
     const sv_node *n = g->nodes[i];
     for (int j = 0; j < n->nin; j++)
       need[n->in[j]->id] = 1;
-    if (n->op == OP_SUM_TO && sv__shape_is_batched(&n->in[0]->shape) && !sv__shape_is_batched(&n->shape))
-      bad = n;
-    if (n->op == OP_MATMUL && n->ia[0] && sv__shape_is_batched(&n->in[0]->shape))
+    if (sv__mixes_rows(n))
       bad = n;
   }
   free(need);
@@ -159,14 +157,14 @@ sv_lsq *sv_lsq_new(sv_graph *g, sv_params *p, int nres, sv_node *const *res, int
 
   /* every input of the graph can be bound; the weights are bound here */
   for (int i = 0; i < g->n; i++)
-    l->ninputs += g->nodes[i]->op == OP_INPUT;
+    l->ninputs += sv__is_input(g->nodes[i]);
   l->inputs = calloc((size_t)l->ninputs, sizeof *l->inputs);
   l->data = calloc((size_t)l->ninputs, sizeof *l->data);
   l->row = calloc((size_t)l->ninputs, sizeof *l->row);
   if (!l->inputs || !l->data || !l->row)
     goto oom;
   for (int i = 0, k = 0; i < g->n; i++)
-    if (g->nodes[i]->op == OP_INPUT)
+    if (sv__is_input(g->nodes[i]))
       l->inputs[k++] = g->nodes[i];
   if (sv_lsq_bind(l, l->wnode, l->w) < 0)
     goto fail;

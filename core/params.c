@@ -6,7 +6,7 @@
  * so every view (plan buffers, optimizers, checkpoints) sees one stable
  * pointer.
  */
-#include "internal.h"
+#include "ops/ops.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -107,7 +107,7 @@ sv_node *sv_param(sv_graph *g, sv_params *p, const char *name, int ndim, const i
   b->shape = s;
   b->offset = p->count;
   b->size = size;
-  sv_node *n = sv__node_new(g, OP_PARAM, 0, NULL, &s);
+  sv_node *n = sv__node_new(g, &sv__op_param, 0, NULL, &s);
   if (!n || !b->name) {
     free(b->name);
     return n ? sv__graph_fail(g, "out of memory for params") : NULL;
@@ -121,7 +121,7 @@ sv_node *sv_param(sv_graph *g, sv_params *p, const char *name, int ndim, const i
 
 int sv_params_set_kind(sv_params *p, sv_node *param, sv_param_kind kind, int fan_in, int fan_out)
 {
-  if (!param || param->op != OP_PARAM || param->params != p)
+  if (!param || !sv__is_param(param) || param->params != p)
     return sv_fail("sv_params_set_kind: not a parameter of this vector");
   sv_param_block *b = &p->blocks[param->block];
   b->kind = kind;

@@ -1,5 +1,6 @@
 /*
- * plan.h -- the compiled plan (compile.c builds it, kernels.c runs it).
+ * plan.h -- the compiled plan (compile.c builds it, kernels.c runs it, the
+ * ops' kernels read their inputs' buffers and shapes from it).
  */
 #ifndef SV_PLAN_H
 #define SV_PLAN_H
@@ -27,6 +28,9 @@ struct sv_plan {
   int nsteps;
   double *arena;
   size_t arena_size;     /* doubles */
+  double *work;          /* scratch shared by the kernels (the largest op->work) */
+  size_t work_size;      /* doubles */
+  void **state;          /* per node id: what op->prepare made (NULL if none) */
   int dirty;             /* bindings changed: re-resolve pointers */
 };
 

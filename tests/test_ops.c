@@ -136,6 +136,13 @@ struct opcase {
   shp t;            /* target shape (sum_to, broadcast_to, reshape) */
   int m, nrows;
   const int *idx;
+  int naxes;        /* max over axes, layer norm */
+  int axes[SV_MAX_DIMS];
+  /* Inputs (bit i) that are selectors, not variables (class labels): filled
+     with integers in [0, classes), never perturbed, and their derivative
+     must be exactly zero. */
+  unsigned fixed;
+  int classes;
 };
 
 static double maxabs(const double *a, size_t n)
@@ -203,8 +210,13 @@ static void check_case(const opcase *c, int batch)
     x0[i] = malloc(nxe[i] * sizeof(double));
     vd[i] = malloc(nxe[i] * sizeof(double));
     for (size_t k = 0; k < nxe[i]; k++) {
-      xd[i][k] = x0[i][k] = c->lo + (c->hi - c->lo) * gsl_rng_uniform(rng);
-      vd[i][k] = 2 * gsl_rng_uniform(rng) - 1;
+      if (c->fixed & (1u << i)) {
+        xd[i][k] = x0[i][k] = (double)gsl_rng_uniform_int(rng, (unsigned long)c->classes);
+        vd[i][k] = 0;
+      } else {
+        xd[i][k] = x0[i][k] = c->lo + (c->hi - c->lo) * gsl_rng_uniform(rng);
+        vd[i][k] = 2 * gsl_rng_uniform(rng) - 1;
+      }
     }
   }
   shp ys;
@@ -291,9 +303,17 @@ static void check_case(const opcase *c, int batch)
     expect_close(tag, what, sv_plan_value(pl, vj[i]), gbase[0][i], nxe[i], 1e-14);
   }
 
-  /* first derivatives: central differences of f, one element at a time */
+  /* first derivatives: central differences of f, one element at a time;
+     a selector's derivative is exactly zero */
   for (int i = 0; i < c->nx; i++) {
     double fd[2][MAXE];
+    if (c->fixed & (1u << i)) {
+      for (int o = 0; o < 2; o++)
+        for (size_t k = 0; k < nxe[i]; k++)
+          ck_assert_msg(gbase[o][i][k] == 0.0, "%s: derivative w.r.t. selector x%d is %g", tag, i,
+                        gbase[o][i][k]);
+      continue;
+    }
     for (size_t k = 0; k < nxe[i]; k++) {
       double fp[2], fm[2];
       xd[i][k] = x0[i][k] + FD_H;
@@ -462,7 +482,7 @@ END_TEST
 
 enum {
   UN_NEG, UN_SQUARE, UN_POW, UN_EXP, UN_LN, UN_SQRT, UN_TANH, UN_SIN, UN_COS, UN_SIGMOID,
-  UN_SOFTPLUS, UN_SCALE, UN_ADD_SCALAR
+  UN_SOFTPLUS, UN_SCALE, UN_ADD_SCALAR, UN_ERF, UN_GELU
 };
 
 static sv_node *build_unary(const opcase *c, sv_node *const *x)
@@ -480,6 +500,8 @@ static sv_node *build_unary(const opcase *c, sv_node *const *x)
   case UN_SIGMOID: return sv_sigmoid(x[0]);
   case UN_SOFTPLUS: return sv_softplus(x[0]);
   case UN_SCALE: return sv_scale(x[0], c->p);
+  case UN_ERF: return sv_erf(x[0]);
+  case UN_GELU: return sv_gelu(x[0]);
   default: return sv_add_scalar(x[0], c->p);
   }
 }
@@ -499,6 +521,8 @@ static double unary_value(int op, double p, double x)
   case UN_SIGMOID: return 1.0 / (1.0 + exp(-x));
   case UN_SOFTPLUS: return log1p(exp(x));
   case UN_SCALE: return p * x;
+  case UN_ERF: return erf(x);
+  case UN_GELU: return 0.5 * x * (1 + erf(x / sqrt(2.0)));
   default: return x + p;
   }
 }
@@ -565,6 +589,10 @@ END_TEST
 START_TEST(test_scale) { run_unary("scale", UN_SCALE, -1.75, -2, 2, _i); }
 END_TEST
 START_TEST(test_add_scalar) { run_unary("add_scalar", UN_ADD_SCALAR, 0.625, -2, 2, _i); }
+END_TEST
+START_TEST(test_erf) { run_unary("erf", UN_ERF, 0, -2.5, 2.5, _i); }
+END_TEST
+START_TEST(test_gelu) { run_unary("gelu", UN_GELU, 0, -3, 3, _i); }
 END_TEST
 
 /* ------------------------------------------------------------------ */
@@ -1089,6 +1117,392 @@ START_TEST(test_scatter_add_rows)
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* max over axes, logsumexp, log_softmax                               */
+/* ------------------------------------------------------------------ */
+
+/* y over the kept axes of x, folding each group with `fold` in row-major
+   order (the reference for max and logsumexp). */
+static void ref_reduce_axes(const shp *a, int mask, const double *x, shp *ys, double *y, int lse)
+{
+  ys->nd = 0;
+  for (int i = 0; i < a->nd; i++)
+    if (!(mask & (1 << i)))
+      ys->d[ys->nd++] = a->d[i];
+  size_t ny = shp_count(ys);
+  double m[MAXE];
+  int seen[MAXE] = {0};
+  for (size_t k = 0; k < shp_count(a); k++) {
+    int ix[SV_MAX_DIMS] = {0}, jx[SV_MAX_DIMS] = {0};
+    unflat(a, k, ix);
+    for (int i = 0, j = 0; i < a->nd; i++)
+      if (!(mask & (1 << i)))
+        jx[j++] = ix[i];
+    size_t o = flat(ys, jx);
+    if (!seen[o] || x[k] > m[o])
+      m[o] = x[k];
+    seen[o] = 1;
+  }
+  if (!lse) {
+    memcpy(y, m, ny * sizeof *y);
+    return;
+  }
+  for (size_t o = 0; o < ny; o++)
+    y[o] = 0;
+  for (size_t k = 0; k < shp_count(a); k++) {
+    int ix[SV_MAX_DIMS] = {0}, jx[SV_MAX_DIMS] = {0};
+    unflat(a, k, ix);
+    for (int i = 0, j = 0; i < a->nd; i++)
+      if (!(mask & (1 << i)))
+        jx[j++] = ix[i];
+    size_t o = flat(ys, jx);
+    y[o] += exp(x[k] - m[o]);
+  }
+  for (size_t o = 0; o < ny; o++)
+    y[o] = m[o] + log(y[o]);
+}
+
+static int axes_mask(const opcase *c, int nd)
+{
+  int mask = 0;
+  for (int j = 0; j < c->naxes; j++)
+    mask |= 1 << (c->axes[j] < 0 ? c->axes[j] + nd : c->axes[j]);
+  return mask;
+}
+
+static sv_node *build_max(const opcase *c, sv_node *const *x)
+{
+  return c->naxes == 1 ? sv_max_axis(x[0], c->axes[0]) : sv_max_axes(x[0], c->naxes, c->axes);
+}
+
+static void ref_max(const opcase *c, int batch, const shp *xs, const double *const *x, shp *ys,
+                    double *y)
+{
+  (void)batch;
+  ref_reduce_axes(&xs[0], axes_mask(c, xs[0].nd), x[0], ys, y, 0);
+}
+
+static const struct {
+  shp a;
+  int naxes, axes[3];
+} max_cases[] = {
+  {S3(2, 3, 4), 1, {0}}, {S3(2, 3, 4), 1, {1}}, {S3(2, 3, 4), 1, {-1}}, {S3(2, 3, 4), 2, {0, 2}},
+  {S3(2, 3, 4), 2, {2, 1}}, {S3(2, 3, 4), 3, {0, 1, 2}}, {S1(6), 1, {0}},
+  {S2(B, 5), 1, {1}}, {S2(B, 5), 1, {0}}, {S3(B, 2, 3), 2, {1, 2}}, {S3(B, 2, 3), 2, {0, 2}},
+};
+#define NMAX ((int)(sizeof max_cases / sizeof max_cases[0]))
+
+START_TEST(test_max_axes)
+{
+  opcase c = {0};
+  c.nx = 1;
+  c.x[0] = max_cases[_i].a;
+  c.naxes = max_cases[_i].naxes;
+  memcpy(c.axes, max_cases[_i].axes, sizeof max_cases[_i].axes);
+  c.lo = -2;
+  c.hi = 2;
+  c.build = build_max;
+  c.ref = ref_max;
+  char nm[64];
+  snprintf(nm, sizeof nm, "max(axes %d %d %d / %d)", c.axes[0], c.axes[1], c.axes[2], c.naxes);
+  name_case(&c, nm);
+  check(&c);
+}
+END_TEST
+
+/* The subgradient on ties goes to the first maximum; NaN propagates. */
+START_TEST(test_max_ties)
+{
+  sv_graph *g = sv_graph_new();
+  int d[2] = {2, 4};
+  sv_node *x = sv_input(g, "x", 2, d);
+  sv_node *m = sv_max_axis(x, 1), *dx = sv_grad(sv_sum(m), x);
+  sv_node *outs[2] = {m, dx};
+  sv_plan *pl = sv_compile(g, 2, outs, 1);
+  ck_assert_msg(pl != NULL, "%s", sv_errmsg());
+  double xd[8] = {1, 3, 3, 2, /* a tie */ -1, NAN, 5, 0 /* a NaN */};
+  sv_plan_bind(pl, x, xd);
+  ck_assert_int_eq(sv_plan_run(pl), 0);
+  const double *mv = sv_plan_value(pl, m), *gv = sv_plan_value(pl, dx);
+  ck_assert(mv[0] == 3 && isnan(mv[1]));
+  double want[8] = {0, 1, 0, 0, 0, 1, 0, 0};
+  for (int k = 0; k < 8; k++)
+    ck_assert_msg(gv[k] == want[k], "dmax/dx[%d] = %g, expected %g", k, gv[k], want[k]);
+  sv_plan_free(pl);
+  sv_graph_free(g);
+}
+END_TEST
+
+static sv_node *build_logsumexp(const opcase *c, sv_node *const *x) { return sv_logsumexp(x[0], c->axis); }
+
+static void ref_logsumexp(const opcase *c, int batch, const shp *xs, const double *const *x, shp *ys,
+                          double *y)
+{
+  (void)batch;
+  int axis = c->axis < 0 ? c->axis + xs[0].nd : c->axis;
+  ref_reduce_axes(&xs[0], 1 << axis, x[0], ys, y, 1);
+}
+
+START_TEST(test_logsumexp)
+{
+  opcase c = {0};
+  c.nx = 1;
+  c.x[0] = axis_cases[_i].a;
+  c.axis = axis_cases[_i].axis;
+  c.lo = -3;
+  c.hi = 3;
+  c.build = build_logsumexp;
+  c.ref = ref_logsumexp;
+  char nm[64];
+  snprintf(nm, sizeof nm, "logsumexp(%d)", c.axis);
+  name_case(&c, nm);
+  check(&c);
+}
+END_TEST
+
+/* Large inputs: no overflow, exact to rounding; -inf entries drop out. */
+START_TEST(test_logsumexp_stable)
+{
+  sv_graph *g = sv_graph_new();
+  int d[2] = {3, 3};
+  sv_node *x = sv_input(g, "x", 2, d);
+  sv_node *l = sv_logsumexp(x, 1), *ls = sv_log_softmax(x, 1);
+  sv_node *outs[2] = {l, ls};
+  sv_plan *pl = sv_compile(g, 2, outs, 1);
+  ck_assert_msg(pl != NULL, "%s", sv_errmsg());
+  double xd[9] = {1000, 1001, 999, -1000, -1001, -999, -INFINITY, 0, -INFINITY};
+  sv_plan_bind(pl, x, xd);
+  ck_assert_int_eq(sv_plan_run(pl), 0);
+  const double *lv = sv_plan_value(pl, l), *sv = sv_plan_value(pl, ls);
+  double r0 = 1001 + log(1 + exp(-1.0) + exp(-2.0)), r1 = -999 + log(1 + exp(-1.0) + exp(-2.0));
+  ck_assert_msg(fabs(lv[0] - r0) <= 1e-12 * fabs(r0), "lse %.17g vs %.17g", lv[0], r0);
+  ck_assert_msg(fabs(lv[1] - r1) <= 1e-12 * fabs(r1), "lse %.17g vs %.17g", lv[1], r1);
+  ck_assert(lv[2] == 0.0);
+  ck_assert_msg(fabs(sv[1] - (1001 - r0)) <= 1e-12, "log_softmax %.17g", sv[1]);
+  ck_assert(sv[7] == 0.0 && isinf(sv[6]) && sv[6] < 0);
+  sv_plan_free(pl);
+  sv_graph_free(g);
+}
+END_TEST
+
+static sv_node *build_log_softmax(const opcase *c, sv_node *const *x)
+{
+  return sv_log_softmax(x[0], c->axis);
+}
+
+static void ref_log_softmax(const opcase *c, int batch, const shp *xs, const double *const *x,
+                            shp *ys, double *y)
+{
+  (void)batch;
+  const shp *a = &xs[0];
+  int axis = c->axis < 0 ? c->axis + a->nd : c->axis;
+  shp ls;
+  double l[MAXE];
+  ref_reduce_axes(a, 1 << axis, x[0], &ls, l, 1);
+  *ys = *a;
+  for (size_t k = 0; k < shp_count(a); k++) {
+    int ix[SV_MAX_DIMS] = {0}, jx[SV_MAX_DIMS] = {0};
+    unflat(a, k, ix);
+    for (int i = 0, j = 0; i < a->nd; i++)
+      if (i != axis)
+        jx[j++] = ix[i];
+    y[k] = x[0][k] - l[flat(&ls, jx)];
+  }
+}
+
+/* axis_cases without the batch axis (a softmax over rows would mix them) */
+static const int ls_cases[] = {0, 1, 2, 3, 4, 5, 6, 7, 9, 10};
+#define NLS ((int)(sizeof ls_cases / sizeof ls_cases[0]))
+
+START_TEST(test_log_softmax)
+{
+  opcase c = {0};
+  c.nx = 1;
+  c.x[0] = axis_cases[ls_cases[_i]].a;
+  c.axis = axis_cases[ls_cases[_i]].axis;
+  c.lo = -3;
+  c.hi = 3;
+  c.build = build_log_softmax;
+  c.ref = ref_log_softmax;
+  char nm[64];
+  snprintf(nm, sizeof nm, "log_softmax(%d)", c.axis);
+  name_case(&c, nm);
+  check(&c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* softmax cross-entropy and onehot                                    */
+/* ------------------------------------------------------------------ */
+
+static sv_node *build_xent(const opcase *c, sv_node *const *x)
+{
+  (void)c;
+  return sv_softmax_xent(x[0], x[1]);
+}
+
+static void ref_xent(const opcase *c, int batch, const shp *xs, const double *const *x, shp *ys,
+                     double *y)
+{
+  (void)c, (void)batch;
+  const shp *z = &xs[0];
+  int C = z->d[z->nd - 1];
+  *ys = xs[1];
+  for (size_t r = 0; r < shp_count(ys); r++) {
+    const double *zr = x[0] + r * (size_t)C;
+    double m = zr[0], s = 0;
+    for (int j = 1; j < C; j++)
+      m = fmax(m, zr[j]);
+    for (int j = 0; j < C; j++)
+      s += exp(zr[j] - m);
+    y[r] = m + log(s) - zr[(int)x[1][r]];
+  }
+}
+
+static const shp xent_cases[][2] = {
+  {S2(B, 5), S1(B)}, {S2(4, 3), S1(4)}, {S3(B, 2, 3), S2(B, 2)}, {S1(6), S0}, {S2(B, 1), S1(B)},
+};
+#define NXENT ((int)(sizeof xent_cases / sizeof xent_cases[0]))
+
+START_TEST(test_softmax_xent)
+{
+  opcase c = {0};
+  c.nx = 2;
+  c.x[0] = xent_cases[_i][0];
+  c.x[1] = xent_cases[_i][1];
+  c.fixed = 2;
+  c.classes = c.x[0].d[c.x[0].nd - 1];
+  c.lo = -3;
+  c.hi = 3;
+  c.build = build_xent;
+  c.ref = ref_xent;
+  name_case(&c, "softmax_xent");
+  check(&c);
+}
+END_TEST
+
+static sv_node *build_onehot(const opcase *c, sv_node *const *x) { return sv_onehot(x[0], c->classes); }
+
+static void ref_onehot(const opcase *c, int batch, const shp *xs, const double *const *x, shp *ys,
+                       double *y)
+{
+  (void)batch;
+  *ys = xs[0];
+  ys->d[ys->nd++] = c->classes;
+  for (size_t r = 0; r < shp_count(&xs[0]); r++)
+    for (int j = 0; j < c->classes; j++)
+      y[r * (size_t)c->classes + (size_t)j] = (int)x[0][r] == j;
+}
+
+static const shp onehot_cases[] = {S1(B), S2(3, 2), S0};
+
+START_TEST(test_onehot)
+{
+  opcase c = {0};
+  c.nx = 1;
+  c.x[0] = onehot_cases[_i];
+  c.fixed = 1;
+  c.classes = 4;
+  c.build = build_onehot;
+  c.ref = ref_onehot;
+  name_case(&c, "onehot");
+  check(&c);
+}
+END_TEST
+
+/* A label that is not a class index fails the run with its value, never a
+   write out of bounds. */
+START_TEST(test_xent_bad_labels)
+{
+  static const double bad[] = {3, -1, 1.5, NAN};
+  sv_graph *g = sv_graph_new();
+  int dz[2] = {SV_BATCH, 3}, dl[1] = {SV_BATCH};
+  sv_node *z = sv_input(g, "z", 2, dz), *lab = sv_input(g, "labels", 1, dl);
+  sv_node *loss = sv_mean(sv_softmax_xent(z, lab));
+  sv_plan *pl = sv_compile(g, 1, &loss, 2);
+  ck_assert_msg(pl != NULL, "%s", sv_errmsg());
+  double zd[6] = {0.1, 0.2, 0.3, 0.4, 0.5, 0.6};
+  for (int k = 0; k < 4; k++) {
+    double ld[2] = {0, bad[k]};
+    sv_plan_bind(pl, z, zd);
+    sv_plan_bind(pl, lab, ld);
+    ck_assert_int_eq(sv_plan_run(pl), -1);
+    ck_assert_msg(strstr(sv_errmsg(), "softmax_xent: label") && strstr(sv_errmsg(), "position 1") &&
+                  strstr(sv_errmsg(), "[0, 3)"), "message: %s", sv_errmsg());
+  }
+  /* shapes that do not fit are refused when building */
+  int d4[1] = {4};
+  sv_node *l4 = sv_input(g, "l4", 1, d4);
+  ck_assert_ptr_null(sv_softmax_xent(z, l4));
+  ck_assert_msg(strstr(sv_graph_error(g), "softmax_xent: logits [B,3] and labels [4]"), "%s",
+                sv_graph_error(g));
+  sv_plan_free(pl);
+  sv_graph_free(g);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* layer normalisation                                                 */
+/* ------------------------------------------------------------------ */
+
+static const double LN_EPS = 1e-5;
+
+static sv_node *build_layer_norm(const opcase *c, sv_node *const *x)
+{
+  if (c->nx == 3)
+    return sv_layer_norm_affine(x[0], c->naxes, LN_EPS, x[1], x[2]);
+  return sv_layer_norm(x[0], c->naxes, LN_EPS);
+}
+
+static void ref_layer_norm(const opcase *c, int batch, const shp *xs, const double *const *x,
+                           shp *ys, double *y)
+{
+  (void)batch;
+  *ys = xs[0];
+  size_t M = 1;
+  for (int a = xs[0].nd - c->naxes; a < xs[0].nd; a++)
+    M *= (size_t)xs[0].d[a];
+  for (size_t r = 0; r < shp_count(ys) / M; r++) {
+    const double *xr = x[0] + r * M;
+    double mu = 0, var = 0;
+    for (size_t j = 0; j < M; j++)
+      mu += xr[j] / (double)M;
+    for (size_t j = 0; j < M; j++)
+      var += (xr[j] - mu) * (xr[j] - mu) / (double)M;
+    for (size_t j = 0; j < M; j++) {
+      double v = (xr[j] - mu) / sqrt(var + LN_EPS);
+      y[r * M + j] = c->nx == 3 ? v * x[1][j] + x[2][j] : v;
+    }
+  }
+}
+
+static const struct {
+  shp x, p;
+  int naxes, affine;
+} ln_cases[] = {
+  {S2(B, 6), S0, 1, 0}, {S2(3, 4), S0, 1, 0}, {S2(3, 4), S0, 2, 0}, {S3(B, 2, 3), S0, 2, 0},
+  {S3(2, 3, 4), S0, 1, 0}, {S2(B, 4), S1(4), 1, 1}, {S3(B, 2, 3), S2(2, 3), 2, 1},
+};
+#define NLN ((int)(sizeof ln_cases / sizeof ln_cases[0]))
+
+START_TEST(test_layer_norm)
+{
+  opcase c = {0};
+  c.nx = ln_cases[_i].affine ? 3 : 1;
+  c.x[0] = ln_cases[_i].x;
+  c.x[1] = c.x[2] = ln_cases[_i].p;
+  c.naxes = ln_cases[_i].naxes;
+  c.lo = -2;
+  c.hi = 2;
+  c.build = build_layer_norm;
+  c.ref = ref_layer_norm;
+  char nm[64];
+  snprintf(nm, sizeof nm, "layer_norm%s(%d axes)", c.nx == 3 ? "_affine" : "", c.naxes);
+  name_case(&c, nm);
+  check(&c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 /* Leaves: constants, scalars, fill_like as operands                   */
 /* ------------------------------------------------------------------ */
 
@@ -1186,6 +1600,8 @@ static Suite *ops_suite(void)
   add_loop(s, "softplus", test_softplus, NUNSHAPE);
   add_loop(s, "scale", test_scale, NUNSHAPE);
   add_loop(s, "add_scalar", test_add_scalar, NUNSHAPE);
+  add_loop(s, "erf", test_erf, NUNSHAPE);
+  add_loop(s, "gelu", test_gelu, NUNSHAPE);
   add_loop(s, "matmul", test_matmul, NMM);
   add_loop(s, "matmul_errors", test_matmul_errors, 1);
   add_loop(s, "sum", test_sum, NREDSHAPE);
@@ -1200,6 +1616,15 @@ static Suite *ops_suite(void)
   add_loop(s, "concat", test_concat, NCONCAT);
   add_loop(s, "gather_rows", test_gather_rows, 3);
   add_loop(s, "scatter_add_rows", test_scatter_add_rows, 3);
+  add_loop(s, "max_axes", test_max_axes, NMAX);
+  add_loop(s, "max_ties", test_max_ties, 1);
+  add_loop(s, "logsumexp", test_logsumexp, NAXIS);
+  add_loop(s, "logsumexp_stable", test_logsumexp_stable, 1);
+  add_loop(s, "log_softmax", test_log_softmax, NLS);
+  add_loop(s, "softmax_xent", test_softmax_xent, NXENT);
+  add_loop(s, "onehot", test_onehot, 3);
+  add_loop(s, "xent_bad_labels", test_xent_bad_labels, 1);
+  add_loop(s, "layer_norm", test_layer_norm, NLN);
   add_loop(s, "leaves", test_leaves, 2);
   add_loop(s, "grad_independent", test_grad_independent, 1);
   return s;

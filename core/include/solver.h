@@ -121,6 +121,9 @@ SV_API sv_node *sv_sigmoid(sv_node *a);
 SV_API sv_node *sv_softplus(sv_node *a);
 SV_API sv_node *sv_scale(sv_node *a, double s);      /* s * a */
 SV_API sv_node *sv_add_scalar(sv_node *a, double s); /* a + s */
+SV_API sv_node *sv_erf(sv_node *a);
+/* GELU, the erf form (PyTorch's default nn.GELU): x (1 + erf(x / sqrt 2)) / 2. */
+SV_API sv_node *sv_gelu(sv_node *a);
 
 /*
  * Matrix product of 2-D nodes through cblas_dgemm:
@@ -136,6 +139,13 @@ SV_API sv_node *sv_sum(sv_node *a);  /* all elements -> scalar */
 SV_API sv_node *sv_mean(sv_node *a); /* all elements -> scalar */
 SV_API sv_node *sv_sum_axis(sv_node *a, int axis);
 SV_API sv_node *sv_mean_axis(sv_node *a, int axis);
+/* Maximum over one axis or several (dropped). Subgradient: the whole
+   adjoint goes to the FIRST maximum of each group in row-major order (ties);
+   a NaN wins, so NaN propagates. */
+SV_API sv_node *sv_max_axis(sv_node *a, int axis);
+SV_API sv_node *sv_max_axes(sv_node *a, int naxes, const int *axes);
+/* log sum exp along an axis (dropped), stable for large inputs. */
+SV_API sv_node *sv_logsumexp(sv_node *a, int axis);
 /* Sum over broadcast axes down to a shape (the adjoint of broadcasting). */
 SV_API sv_node *sv_sum_to(sv_node *a, int ndim, const int *dims);
 /* Broadcast to a shape (numpy rules). */
@@ -155,6 +165,26 @@ SV_API sv_node *sv_concat(int n, sv_node *const *parts, int axis);
  */
 SV_API sv_node *sv_gather_rows(sv_node *a, int m, const int *idx);
 SV_API sv_node *sv_scatter_add_rows(sv_node *a, int m, const int *idx, int nrows);
+/* labels [...] holding class indices (doubles) -> [..., nclasses] with a 1
+   at each label. A label that is not an integer in [0, nclasses) fails the
+   plan run with a message naming it. */
+SV_API sv_node *sv_onehot(sv_node *labels, int nclasses);
+
+/*
+ * Classifier losses and normalisation.
+ * log_softmax: x - logsumexp(x) along an axis (not the batch axis).
+ * softmax_xent: logits [..., C] (classes last) against labels [...] (class
+ * indices as doubles): the per-row loss logsumexp(z) - z[label], one fused,
+ * stable op (take sv_mean of it for the usual loss); bad labels fail the run.
+ * layer_norm: (x - mean) / sqrt(var + eps) over the trailing `naxes` axes
+ * (biased variance, as PyTorch's LayerNorm); the affine form multiplies by
+ * `scale` and adds `shift` (nodes of the trailing shape; either may be NULL).
+ */
+SV_API sv_node *sv_log_softmax(sv_node *a, int axis);
+SV_API sv_node *sv_softmax_xent(sv_node *logits, sv_node *labels);
+SV_API sv_node *sv_layer_norm(sv_node *x, int naxes, double eps);
+SV_API sv_node *sv_layer_norm_affine(sv_node *x, int naxes, double eps, sv_node *scale,
+                                     sv_node *shift);
 
 /*
  * Reverse-mode derivatives, built as graph nodes.
