@@ -171,6 +171,18 @@ SV_API sv_node *sv_scatter_add_rows(sv_node *a, int m, const int *idx, int nrows
 SV_API sv_node *sv_onehot(sv_node *labels, int nclasses);
 
 /*
+ * Convolution and pooling, NCHW. conv2d: x [B, Cin, H, W] with filters
+ * w [Cout, Cin, kh, kw] (any node: weights may be computed), stride and
+ * zero padding on both axes -> [B, Cout, (H + 2 pad - kh) / stride + 1,
+ * (W + 2 pad - kw) / stride + 1]; the cross-correlation deep-learning
+ * libraries call convolution (no kernel flip). maxpool2d: k x k windows,
+ * stride k, a partial last window dropped; the subgradient goes to the
+ * first maximum of each window (row-major).
+ */
+SV_API sv_node *sv_conv2d(sv_node *x, sv_node *w, int stride, int pad);
+SV_API sv_node *sv_maxpool2d(sv_node *x, int k);
+
+/*
  * Classifier losses and normalisation.
  * log_softmax: x - logsumexp(x) along an axis (not the batch axis).
  * softmax_xent: logits [..., C] (classes last) against labels [...] (class
