@@ -382,6 +382,68 @@ SV_API int sv_checkpoint_load(sv_params *p, const char *path);
 SV_API const char *sv_run_checkpoint_path(const sv_run *r);
 
 /* ------------------------------------------------------------------ */
+/* Datasets, minibatches and evaluation                                */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A dataset in memory: n examples of `size` values each, and optionally one
+ * integer label per example. Read from IDX files (the MNIST format: a
+ * big-endian header "00 00 type ndims", ndims uint32 sizes, then the
+ * values), plain or gzipped. Unsigned-byte values (type 0x08) become v/255
+ * in [0, 1]; signed bytes, shorts, ints, floats and doubles (types 0x09,
+ * 0x0B, 0x0C, 0x0D, 0x0E) are taken as they are and must be finite.
+ * Labels are integer types (0x08, 0x09, 0x0B, 0x0C) in a one-axis file.
+ */
+typedef struct sv_dataset {
+  int n;              /* examples (at least 1) */
+  int ndim;           /* axes of one example: 2 for IDX images (rows, cols),
+                         1 for vectors, 0 for scalars */
+  int dims[3];        /* sizes of those axes (unused ones are 1) */
+  size_t size;        /* values per example: the product of dims */
+  double *x;          /* n * size values, example after example */
+  int *y;             /* n labels in [0, nclasses), or NULL without labels */
+  int nclasses;       /* as given to the loader */
+} sv_dataset;
+
+/* At most this many values in one IDX file (a corrupt header claiming more
+   is refused before anything is allocated). */
+#define SV_IDX_MAX_VALUES 2147483647L /* INT_MAX */
+
+/*
+ * Read an IDX file of examples (plain or gzip, told apart by the content,
+ * not the name) and, if `labels` is not NULL, its IDX labels file, whose
+ * count must match and whose values must lie in [0, nclasses). Memory grows
+ * only with the data actually read, so a corrupt header cannot cause a huge
+ * allocation. NULL on failure, with a message naming the file and the
+ * problem: missing or unreadable, truncated header or data (bytes expected
+ * and found), not IDX (bad magic), unsupported type, trailing bytes,
+ * impossible dimensions, no examples, count mismatch, a label out of range
+ * (its index and value), a corrupt gzip stream.
+ */
+SV_API sv_dataset *sv_dataset_load_idx(const char *images, const char *labels, int nclasses);
+/* The split of an MNIST-layout directory: <dir>/<split>-images-idx3-ubyte
+   and <dir>/<split>-labels-idx1-ubyte, each plain or with ".gz" (the plain
+   file wins when both exist). `split` is a file name prefix such as
+   "train" or "t10k" (no '/'). */
+SV_API sv_dataset *sv_dataset_load_dir(const char *dir, const char *split, int nclasses);
+/* A copy of examples [first, first + count), labels included. */
+SV_API sv_dataset *sv_dataset_subset(const sv_dataset *d, int first, int count);
+SV_API void sv_dataset_free(sv_dataset *d);
+/* Copy examples idx[0..count) into x (count * d->size values) and their
+   labels into y (count values, as doubles since graph inputs are doubles).
+   Either output may be NULL; asking for labels of an unlabelled dataset
+   or an index outside [0, n) is an error naming it. */
+SV_API int sv_dataset_gather(const sv_dataset *d, int count, const int *idx, double *x,
+                             double *y);
+
+/* Write n images of rows x cols values in [0, 1] as an IDX unsigned-byte
+   file (each value stored as round(v * 255)), and n labels in [0, 255] as
+   an IDX labels file, atomically (a temporary file, then renamed). A path
+   ending in ".gz" is gzipped. For tests, benchmarks and generated data. */
+SV_API int sv_idx_write_images(const char *path, int n, int rows, int cols, const double *x);
+SV_API int sv_idx_write_labels(const char *path, int n, const int *y);
+
+/* ------------------------------------------------------------------ */
 /* Plugins                                                             */
 /* ------------------------------------------------------------------ */
 
