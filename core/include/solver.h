@@ -443,6 +443,36 @@ SV_API int sv_dataset_gather(const sv_dataset *d, int count, const int *idx, dou
 SV_API int sv_idx_write_images(const char *path, int n, int rows, int cols, const double *x);
 SV_API int sv_idx_write_labels(const char *path, int n, const int *y);
 
+/*
+ * Shuffled minibatches of n examples, split over the ranks of a run.
+ *
+ * An epoch is a fresh permutation of 0..n-1 cut into batches of `batch`;
+ * the last, partial batch is dropped when drop_last is set and kept (with
+ * fewer examples) otherwise. The permutation of epoch e depends only on
+ * (run seed, salt, e), so the examples of any step can be recomputed from
+ * the step number alone: resuming at step s gives the batches an
+ * uninterrupted run would have had. Use different salts for independent
+ * streams (training and validation). Each rank gets a contiguous share of
+ * every batch (sv_run_partition of the batch over the ranks); a rank's
+ * share may be empty when a batch has fewer examples than there are ranks.
+ * With a NULL run: one rank, seed 0. The run must outlive the batches.
+ */
+typedef struct sv_batches sv_batches;
+
+SV_API sv_batches *sv_batches_new(sv_run *r, int n, int batch, int drop_last,
+                                  unsigned long salt);
+SV_API void sv_batches_free(sv_batches *b);
+SV_API long sv_batches_per_epoch(const sv_batches *b);
+/*
+ * The batch of global step `step` (>= 0; epoch = step / per_epoch): *idx
+ * points at this rank's *count example indices (valid until the next call
+ * or sv_batches_free), *global_count is the size of the whole batch over
+ * all ranks (divide a summed loss by it, so that the optimizer's sum over
+ * ranks is the batch mean), *epoch the epoch. Any output may be NULL.
+ */
+SV_API int sv_batches_get(sv_batches *b, long step, const int **idx, int *count,
+                          int *global_count, long *epoch);
+
 /* ------------------------------------------------------------------ */
 /* Plugins                                                             */
 /* ------------------------------------------------------------------ */
