@@ -473,6 +473,54 @@ SV_API long sv_batches_per_epoch(const sv_batches *b);
 SV_API int sv_batches_get(sv_batches *b, long step, const int **idx, int *count,
                           int *global_count, long *epoch);
 
+/*
+ * Evaluating a classifier over a labelled dataset. The predict callback
+ * gets `count` examples (x: count * d->size values) and writes count *
+ * nclasses scores (logits or probabilities); the prediction is the argmax,
+ * the first maximum on ties. Each rank predicts its share of the examples
+ * (sv_run_partition), in calls of at most `batch` examples; the counts are
+ * summed over the ranks, so every rank gets the same result, whatever the
+ * number of ranks. A failing callback or a NaN score fails the call on
+ * every rank. A NULL run is one rank.
+ */
+typedef int (*sv_predict_fn)(void *ctx, int count, const double *x, double *scores);
+
+typedef struct sv_eval {
+  double accuracy;    /* correct / n */
+  int n, correct, nclasses;
+  long *confusion;    /* nclasses x nclasses, row-major [true][predicted] */
+  int *pred;          /* n predictions, in the dataset's order */
+} sv_eval;
+
+SV_API int sv_evaluate_classifier(sv_run *r, const sv_dataset *d, int batch, sv_predict_fn f,
+                                  void *ctx, sv_eval *out);
+/* Free what sv_evaluate_classifier allocated in *e (not e itself). */
+SV_API void sv_eval_free(sv_eval *e);
+/*
+ * Report an evaluation under a name prefix ("test"): the metric
+ * "<prefix>_accuracy" (a fraction in [0, 1]); <prefix>_confusion.csv (a
+ * "true" column of class names, then one column per predicted class);
+ * <prefix>_per_class.csv (class, name, count, correct, accuracy; accuracy
+ * is nan for a class without examples); <prefix>_confusion.png, a heat map
+ * of the fraction of each true class with the counts written in (gnuplot,
+ * when installed). class_names may be NULL (names are then 0..n-1).
+ * Files are written on rank 0 only; call it on every rank.
+ */
+SV_API int sv_eval_report(sv_run *r, const sv_eval *e, const char *prefix,
+                          const char *const *class_names);
+/*
+ * A PNG grid of `count` grey-scale images (rows x cols values each, 0 black
+ * to 1 white, values outside clipped) for a person to look at, each with a
+ * caption: the predicted class, and for a mistake (pred != truth) a red
+ * frame and "pred A / true B". pred and truth may be NULL (no captions, or
+ * only the class given); class_names may be NULL (numbers). At most
+ * SV_GRID_MAX images. Rank 0 draws (gnuplot, when installed).
+ */
+#define SV_GRID_MAX 400
+SV_API int sv_plot_image_grid(sv_run *r, const char *png, int count, int rows, int cols,
+                              const double *images, const int *pred, const int *truth,
+                              const char *const *class_names);
+
 /* ------------------------------------------------------------------ */
 /* Plugins                                                             */
 /* ------------------------------------------------------------------ */
