@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -290,10 +291,10 @@ static int ref_gunzip(const unsigned char *s, size_t n, unsigned char **out, siz
 #define ROWS 5
 #define COLS 4
 
-/* Images whose bytes are (31 i + 7 p) mod 256, written by the library. */
-static void small_images(double *x)
+/* n images whose bytes are (31 i + 7 p) mod 256. */
+static void small_images(double *x, int n)
 {
-  for (int i = 0; i < NI; i++)
+  for (int i = 0; i < n; i++)
     for (int p = 0; p < ROWS * COLS; p++)
       x[i * ROWS * COLS + p] = ((31 * i + 7 * p) % 256) / 255.0;
 }
@@ -327,7 +328,7 @@ static void spit_idx(const char *path, int type, int nd, const uint32_t *dims,
 START_TEST(round_trip_plain_and_gzip)
 {
   double x[NI * ROWS * COLS];
-  small_images(x);
+  small_images(x, NI);
   const char *im = tpath("im.idx"), *lb = tpath("lb.idx");
   ck_assert_int_eq(sv_idx_write_images(im, NI, ROWS, COLS, x), 0);
   ck_assert_int_eq(sv_idx_write_labels(lb, NI, SMALL_LABELS), 0);
@@ -533,7 +534,7 @@ END_TEST
 START_TEST(bad_files_are_refused)
 {
   double x[NI * ROWS * COLS];
-  small_images(x);
+  small_images(x, NI);
   const char *im = tpath("im.idx"), *lb = tpath("lb.idx"), *bad = tpath("bad.idx");
   ck_assert_int_eq(sv_idx_write_images(im, NI, ROWS, COLS, x), 0);
   ck_assert_int_eq(sv_idx_write_labels(lb, NI, SMALL_LABELS), 0);
@@ -609,10 +610,37 @@ START_TEST(bad_files_are_refused)
 }
 END_TEST
 
+/* A header that claims 2^31 - 1 values over 8 bytes of data is refused as
+   truncated, with no allocation of what it claims: under an address-space
+   limit of 256 MB more than the process has, trusting the header (2 GB of
+   bytes, then 16 GB of doubles) would fail as out of memory instead.
+   AddressSanitizer reserves terabytes of shadow memory, so there the limit
+   cannot be set and only the message is checked. */
+START_TEST(corrupt_header_allocates_little)
+{
+  uint32_t claim[2] = {2147483647u, 1};
+  const char *bad = tpath("claims.idx");
+  spit_idx(bad, 0x08, 2, claim, "abcdefgh", 8);
+#if !defined(__SANITIZE_ADDRESS__)
+  FILE *fp = fopen("/proc/self/statm", "r");
+  ck_assert_ptr_nonnull(fp);
+  unsigned long pages = 0;
+  ck_assert_int_eq(fscanf(fp, "%lu", &pages), 1);
+  fclose(fp);
+  rlim_t limit = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + (256ul << 20);
+  struct rlimit rl = {limit, limit};
+  ck_assert_int_eq(setrlimit(RLIMIT_AS, &rl), 0);
+#endif
+  REFUSED(bad, NULL, 0, "truncated", "describes 2147483647 bytes of values, found 8");
+  spit_gz(bad, "\0\0\x08\x02\x7f\xff\xff\xff\0\0\0\x01" "abcdefgh", 20);
+  REFUSED(bad, NULL, 0, "truncated", "describes 2147483647 bytes of values, found 8");
+}
+END_TEST
+
 START_TEST(bad_gzip_is_refused)
 {
   double x[NI * ROWS * COLS];
-  small_images(x);
+  small_images(x, NI);
   const char *im = tpath("im.idx"), *bad = tpath("bad.gz");
   ck_assert_int_eq(sv_idx_write_images(im, NI, ROWS, COLS, x), 0);
   size_t n;
@@ -652,7 +680,7 @@ END_TEST
 START_TEST(load_dir)
 {
   double x[NI * ROWS * COLS];
-  small_images(x);
+  small_images(x, NI);
   /* train plain, t10k gzipped */
   ck_assert_int_eq(sv_idx_write_images(tpath("train-images-idx3-ubyte"), NI, ROWS, COLS, x), 0);
   ck_assert_int_eq(sv_idx_write_labels(tpath("train-labels-idx1-ubyte"), NI, SMALL_LABELS), 0);
@@ -784,7 +812,7 @@ static void fuzz_file(const unsigned char *s, size_t n, int labels_case, const c
 START_TEST(fuzz_images_and_labels)
 {
   double x[3 * ROWS * COLS];
-  small_images(x);
+  small_images(x, 3);
   const char *im = tpath("im.idx"), *lb = tpath("lb.idx");
   ck_assert_int_eq(sv_idx_write_images(im, 3, ROWS, COLS, x), 0);
   size_t n, gn;
@@ -797,7 +825,7 @@ START_TEST(fuzz_images_and_labels)
 
   /* labels, against the images of NI examples */
   double x7[NI * ROWS * COLS];
-  small_images(x7);
+  small_images(x7, NI);
   ck_assert_int_eq(sv_idx_write_images(im, NI, ROWS, COLS, x7), 0);
   ck_assert_int_eq(sv_idx_write_labels(lb, NI, SMALL_LABELS), 0);
   s = slurp(lb, &n);
@@ -881,7 +909,7 @@ END_TEST
 START_TEST(subset_and_gather)
 {
   double x[NI * ROWS * COLS];
-  small_images(x);
+  small_images(x, NI);
   const char *im = tpath("im.idx"), *lb = tpath("lb.idx");
   ck_assert_int_eq(sv_idx_write_images(im, NI, ROWS, COLS, x), 0);
   ck_assert_int_eq(sv_idx_write_labels(lb, NI, SMALL_LABELS), 0);
@@ -1406,6 +1434,7 @@ static Suite *suite(void)
   tcase_add_test(tc, write_rounds_and_checks);
   tcase_add_test(tc, other_types_and_shapes);
   tcase_add_test(tc, bad_files_are_refused);
+  tcase_add_test(tc, corrupt_header_allocates_little);
   tcase_add_test(tc, bad_gzip_is_refused);
   tcase_add_test(tc, load_dir);
   tcase_add_test(tc, fuzz_images_and_labels);
