@@ -445,6 +445,146 @@ SV_API int sv_checkpoint_load(sv_params *p, const char *path);
 SV_API const char *sv_run_checkpoint_path(const sv_run *r);
 
 /* ------------------------------------------------------------------ */
+/* Datasets, minibatches and evaluation                                */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A dataset in memory: n examples of `size` values each, and optionally one
+ * integer label per example. Read from IDX files (the MNIST format: a
+ * big-endian header "00 00 type ndims", ndims uint32 sizes, then the
+ * values), plain or gzipped. Unsigned-byte values (type 0x08) become v/255
+ * in [0, 1]; signed bytes, shorts, ints, floats and doubles (types 0x09,
+ * 0x0B, 0x0C, 0x0D, 0x0E) are taken as they are and must be finite.
+ * Labels are integer types (0x08, 0x09, 0x0B, 0x0C) in a one-axis file.
+ */
+typedef struct sv_dataset {
+  int n;              /* examples (at least 1) */
+  int ndim;           /* axes of one example: 2 for IDX images (rows, cols),
+                         1 for vectors, 0 for scalars */
+  int dims[3];        /* sizes of those axes (unused ones are 1) */
+  size_t size;        /* values per example: the product of dims */
+  double *x;          /* n * size values, example after example */
+  int *y;             /* n labels in [0, nclasses), or NULL without labels */
+  int nclasses;       /* as given to the loader */
+} sv_dataset;
+
+/* At most this many values in one IDX file (a corrupt header claiming more
+   is refused before anything is allocated). */
+#define SV_IDX_MAX_VALUES 2147483647L /* INT_MAX */
+
+/*
+ * Read an IDX file of examples (plain or gzip, told apart by the content,
+ * not the name) and, if `labels` is not NULL, its IDX labels file, whose
+ * count must match and whose values must lie in [0, nclasses). Memory grows
+ * only with the data actually read, so a corrupt header cannot cause a huge
+ * allocation. NULL on failure, with a message naming the file and the
+ * problem: missing or unreadable, truncated header or data (bytes expected
+ * and found), not IDX (bad magic), unsupported type, trailing bytes,
+ * impossible dimensions, no examples, count mismatch, a label out of range
+ * (its index and value), a corrupt gzip stream.
+ */
+SV_API sv_dataset *sv_dataset_load_idx(const char *images, const char *labels, int nclasses);
+/* The split of an MNIST-layout directory: <dir>/<split>-images-idx3-ubyte
+   and <dir>/<split>-labels-idx1-ubyte, each plain or with ".gz" (the plain
+   file wins when both exist). `split` is a file name prefix such as
+   "train" or "t10k" (no '/'). */
+SV_API sv_dataset *sv_dataset_load_dir(const char *dir, const char *split, int nclasses);
+/* A copy of examples [first, first + count), labels included. */
+SV_API sv_dataset *sv_dataset_subset(const sv_dataset *d, int first, int count);
+SV_API void sv_dataset_free(sv_dataset *d);
+/* Copy examples idx[0..count) into x (count * d->size values) and their
+   labels into y (count values, as doubles since graph inputs are doubles).
+   Either output may be NULL; asking for labels of an unlabelled dataset
+   or an index outside [0, n) is an error naming it. */
+SV_API int sv_dataset_gather(const sv_dataset *d, int count, const int *idx, double *x,
+                             double *y);
+
+/* Write n images of rows x cols values in [0, 1] as an IDX unsigned-byte
+   file (each value stored as round(v * 255)), and n labels in [0, 255] as
+   an IDX labels file, atomically (a temporary file, then renamed). A path
+   ending in ".gz" is gzipped. For tests, benchmarks and generated data. */
+SV_API int sv_idx_write_images(const char *path, int n, int rows, int cols, const double *x);
+SV_API int sv_idx_write_labels(const char *path, int n, const int *y);
+
+/*
+ * Shuffled minibatches of n examples, split over the ranks of a run.
+ *
+ * An epoch is a fresh permutation of 0..n-1 cut into batches of `batch`;
+ * the last, partial batch is dropped when drop_last is set and kept (with
+ * fewer examples) otherwise. The permutation of epoch e depends only on
+ * (run seed, salt, e), so the examples of any step can be recomputed from
+ * the step number alone: resuming at step s gives the batches an
+ * uninterrupted run would have had. Use different salts for independent
+ * streams (training and validation). Each rank gets a contiguous share of
+ * every batch (sv_run_partition of the batch over the ranks); a rank's
+ * share may be empty when a batch has fewer examples than there are ranks.
+ * With a NULL run: one rank, seed 0. The run must outlive the batches.
+ */
+typedef struct sv_batches sv_batches;
+
+SV_API sv_batches *sv_batches_new(sv_run *r, int n, int batch, int drop_last,
+                                  unsigned long salt);
+SV_API void sv_batches_free(sv_batches *b);
+SV_API long sv_batches_per_epoch(const sv_batches *b);
+/*
+ * The batch of global step `step` (>= 0; epoch = step / per_epoch): *idx
+ * points at this rank's *count example indices (valid until the next call
+ * or sv_batches_free), *global_count is the size of the whole batch over
+ * all ranks (divide a summed loss by it, so that the optimizer's sum over
+ * ranks is the batch mean), *epoch the epoch. Any output may be NULL.
+ */
+SV_API int sv_batches_get(sv_batches *b, long step, const int **idx, int *count,
+                          int *global_count, long *epoch);
+
+/*
+ * Evaluating a classifier over a labelled dataset. The predict callback
+ * gets `count` examples (x: count * d->size values) and writes count *
+ * nclasses scores (logits or probabilities); the prediction is the argmax,
+ * the first maximum on ties. Each rank predicts its share of the examples
+ * (sv_run_partition), in calls of at most `batch` examples; the counts are
+ * summed over the ranks, so every rank gets the same result, whatever the
+ * number of ranks. A failing callback or a NaN score fails the call on
+ * every rank. A NULL run is one rank.
+ */
+typedef int (*sv_predict_fn)(void *ctx, int count, const double *x, double *scores);
+
+typedef struct sv_eval {
+  double accuracy;    /* correct / n */
+  int n, correct, nclasses;
+  long *confusion;    /* nclasses x nclasses, row-major [true][predicted] */
+  int *pred;          /* n predictions, in the dataset's order */
+} sv_eval;
+
+SV_API int sv_evaluate_classifier(sv_run *r, const sv_dataset *d, int batch, sv_predict_fn f,
+                                  void *ctx, sv_eval *out);
+/* Free what sv_evaluate_classifier allocated in *e (not e itself). */
+SV_API void sv_eval_free(sv_eval *e);
+/*
+ * Report an evaluation under a name prefix ("test"): the metric
+ * "<prefix>_accuracy" (a fraction in [0, 1]); <prefix>_confusion.csv (a
+ * "true" column of class names, then one column per predicted class);
+ * <prefix>_per_class.csv (class, name, count, correct, accuracy; accuracy
+ * is nan for a class without examples); <prefix>_confusion.png, a heat map
+ * of the fraction of each true class with the counts written in (gnuplot,
+ * when installed). class_names may be NULL (names are then 0..n-1).
+ * Files are written on rank 0 only; call it on every rank.
+ */
+SV_API int sv_eval_report(sv_run *r, const sv_eval *e, const char *prefix,
+                          const char *const *class_names);
+/*
+ * A PNG grid of `count` grey-scale images (rows x cols values each, 0 black
+ * to 1 white, values outside clipped) for a person to look at, each with a
+ * caption: the predicted class, and for a mistake (pred != truth) a red
+ * frame and "pred A / true B". pred and truth may be NULL (no captions, or
+ * only the class given); class_names may be NULL (numbers). At most
+ * SV_GRID_MAX images. Rank 0 draws (gnuplot, when installed).
+ */
+#define SV_GRID_MAX 400
+SV_API int sv_plot_image_grid(sv_run *r, const char *png, int count, int rows, int cols,
+                              const double *images, const int *pred, const int *truth,
+                              const char *const *class_names);
+
+/* ------------------------------------------------------------------ */
 /* Plugins                                                             */
 /* ------------------------------------------------------------------ */
 
