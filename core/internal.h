@@ -178,11 +178,11 @@ SV_HIDDEN int sv__write_summary(sv_run *r, double wall_seconds);
 SV_HIDDEN void sv__series_close_all(sv_run *r);
 
 /* ------------------------------------------------------------------ */
-/* Optimizers (optim.c, optim_lbfgs.c, optim_lm.c)                    */
+/* Optimizers (optim.c, optim_stage.c, optim_lbfgs.c, optim_lm.c)     */
 /* ------------------------------------------------------------------ */
 
 /* One sv_minimize call: the state the drivers share with the step loop in
-   optim.c (evaluation with the MPI reduction, NaN checks, history,
+   optim_stage.c (evaluation with the MPI reduction, NaN checks, history,
    progress, checkpoints). */
 typedef struct {
   sv_run *r;
@@ -210,6 +210,9 @@ SV_HIDDEN int sv__stage_on_step(sv__stage *s, int step);
    progress, checkpoint every o->checkpoint_every steps. */
 SV_HIDDEN int sv__stage_record(sv__stage *s, int step, const double *theta, double loss,
                                double lr);
+/* Save the parameters (theta copied into p first) to the run's
+   checkpoint on rank 0; every rank learns whether that failed. */
+SV_HIDDEN int sv__stage_checkpoint(sv__stage *s, const double *theta);
 /* Restore the last good parameters, checkpoint them and fail with
    "stage <name>: <what> at step <step>; last good parameters kept in ...". */
 SV_HIDDEN int sv__stage_nonfinite(sv__stage *s, int step, const char *what);
