@@ -22,7 +22,9 @@
 #include "internal.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------ */
@@ -81,29 +83,52 @@ int sv__stage_on_step(sv__stage *s, int step)
   return 0;
 }
 
+/* Which signal stopped the ranks: this rank's, or else the one the sum
+   of the others' says (all ranks normally receive the same one). */
+static int decode_signal(double sum)
+{
+  int mine = sv__signal_pending();
+  if (mine)
+    return mine;
+  return fmod(sum, SIGTERM) == 0 ? SIGTERM : SIGINT;
+}
+
 int sv__stage_eval(sv__stage *s, int step, const double *theta, double *loss, double *grad)
 {
   size_t n = s->n;
+  const sv_optim_opts *o = s->o;
   double *pd = s->p->data, *red = s->red;
   if (theta != pd)
     memcpy(pd, theta, n * sizeof(double));
-  memset(red, 0, (n + 2) * sizeof(double));
+  memset(red, 0, (n + SV__RED_EXTRA) * sizeof(double));
   /* a failure on one rank still joins the reduction below */
   int rc = sv__stage_on_step(s, step);
   if (rc == 0)
-    rc = s->obj->loss_grad(s->obj->ctx, pd, &red[n], grad ? red : NULL);
-  red[n + 1] = rc < 0;
-  /* loss, gradient and the failure count in one reduction: every rank
-     then takes the same branch */
-  if (s->r->size > 1 && sv_allreduce_sum(s->r, red, n + 2) < 0)
+    rc = s->obj->loss_grad(s->obj->ctx, pd, &red[n + SV__RED_LOSS], grad ? red : NULL);
+  if (rc == 0 && o->steps_per_epoch > 0 && o->batch_metric &&
+      o->batch_metric(o->on_step_ctx, &red[n + SV__RED_MSUM], &red[n + SV__RED_MCOUNT]) < 0)
+    rc = sv_fail_context("batch_metric");
+  red[n + SV__RED_FAILED] = rc < 0;
+  /* read after the evaluation: a signal that came during it stops this
+     step, on every rank, since the flag is reduced with the loss */
+  red[n + SV__RED_SIGNAL] = sv__signal_pending();
+  /* loss, gradient, the failure count and the signal in one reduction:
+     every rank then takes the same branch */
+  if (s->r->size > 1 && sv_allreduce_sum(s->r, red, n + SV__RED_EXTRA) < 0)
     return sv_fail_context("stage %s, step %d", s->name, step);
   if (rc < 0)
     return sv_fail_context("stage %s, step %d", s->name, step);
-  if (red[n + 1] != 0)
+  if (red[n + SV__RED_FAILED] != 0)
     return sv_fail("stage %s, step %d: the objective failed on %.0f other rank(s)", s->name, step,
-                   red[n + 1]);
-  *loss = red[n];
-  if (sv__stage_check_finite(s, step, "loss", &red[n], 1) < 0)
+                   red[n + SV__RED_FAILED]);
+  if (red[n + SV__RED_SIGNAL] != 0 && !s->stop) {
+    s->stop = 1;
+    s->stop_signal = decode_signal(red[n + SV__RED_SIGNAL]);
+  }
+  s->batch_msum = red[n + SV__RED_MSUM];
+  s->batch_mcount = red[n + SV__RED_MCOUNT];
+  *loss = red[n + SV__RED_LOSS];
+  if (sv__stage_check_finite(s, step, "loss", &red[n + SV__RED_LOSS], 1) < 0)
     return -1;
   if (grad) {
     if (sv__stage_check_finite(s, step, "gradient", red, n) < 0)
@@ -111,6 +136,38 @@ int sv__stage_eval(sv__stage *s, int step, const double *theta, double *loss, do
     memcpy(grad, red, n * sizeof(double));
   }
   return 0;
+}
+
+/* A stochastic stage: this step's batch joins the epoch's means; at the
+   end of an epoch, a row of epochs.csv (stage, epoch, mean loss, metric,
+   lr, seconds). */
+static void record_batch(sv__stage *s, int step, double loss, double lr)
+{
+  const sv_optim_opts *o = s->o;
+  long spe = o->steps_per_epoch, total = o->max_steps;
+  s->ep_loss += loss;
+  s->ep_batches += 1;
+  s->ep_msum += s->batch_msum;
+  s->ep_mcount += s->batch_mcount;
+  long epoch = step / spe + 1, epochs = (total + spe - 1) / spe, batch = step % spe + 1;
+  long batches = epoch < epochs ? spe : total - (epoch - 1) * spe;
+  double metric = s->ep_mcount > 0 ? s->ep_msum / s->ep_mcount : NAN;
+  sv__progress_epoch(s->r, epoch, epochs, batch, batches,
+                     o->batch_metric ? (o->metric_name ? o->metric_name : "metric") : NULL,
+                     metric);
+  if (batch < batches)
+    return;
+  double mean = s->ep_loss / s->ep_batches;
+  s->last_epoch_loss = mean;
+  if (s->r->rank == 0 && !s->no_epochs) {
+    static const char *const cols[] = {"stage", "epoch", "loss", "metric", "lr", "seconds"};
+    double row[6] = {s->ordinal, (double)epoch, mean, metric, lr, sv__now() - s->t0};
+    if (sv_series_append(s->r, "epochs.csv", 6, cols, row) < 0) {
+      sv_warn(s->r, "stage %s: no more epoch means: %s", s->name, sv_errmsg());
+      s->no_epochs = 1;
+    }
+  }
+  s->ep_loss = s->ep_batches = s->ep_msum = s->ep_mcount = 0;
 }
 
 int sv__stage_record(sv__stage *s, int step, const double *theta, double loss, double lr)
@@ -127,9 +184,57 @@ int sv__stage_record(sv__stage *s, int step, const double *theta, double loss, d
       s->no_history = 1;
     }
   }
-  sv_progress_update(s->r, step, loss);
+  if (s->o->steps_per_epoch > 0) {
+    record_batch(s, step, loss, lr);
+    sv_progress_update(s->r, step + 1, loss); /* step + 1 batches done */
+  } else {
+    sv_progress_update(s->r, step, loss);
+  }
   int every = s->o->checkpoint_every;
   if (every > 0 && step > 0 && step % every == 0 && sv__stage_checkpoint(s, theta) < 0)
     return sv_fail_context("stage %s, step %d", s->name, step);
   return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* The state of a stage stopped by a signal                            */
+/* ------------------------------------------------------------------ */
+
+void sv__stage_state_begin(sv__stage *s, int step)
+{
+  sv__optstate *st = &s->saved;
+  st->step = step;
+  double *sc = st->scalars;
+  sc[0] = sv__now() - s->t0; /* seconds so far */
+  sc[1] = s->ep_loss;
+  sc[2] = s->ep_batches;
+  sc[3] = s->ep_msum;
+  sc[4] = s->ep_mcount;
+  sc[5] = s->last_epoch_loss;
+  st->nscalars = SV__STAGE_SCALARS;
+}
+
+double *sv__stage_state_vecs(sv__stage *s, int nvecs)
+{
+  sv__optstate *st = &s->saved;
+  free(st->vecs);
+  st->nvecs = 0;
+  st->vecs = nvecs > 0 ? malloc((size_t)nvecs * s->n * sizeof(double)) : NULL;
+  if (nvecs > 0 && !st->vecs) {
+    sv_fail("stage %s: out of memory for the state of %zu parameters", s->name, s->n);
+    return NULL;
+  }
+  st->nvecs = nvecs;
+  return st->vecs;
+}
+
+void sv__stage_state_restore(sv__stage *s)
+{
+  const double *sc = s->resume->scalars;
+  s->t0 = sv__now() - sc[0];
+  s->ep_loss = sc[1];
+  s->ep_batches = sc[2];
+  s->ep_msum = sc[3];
+  s->ep_mcount = sc[4];
+  s->last_epoch_loss = sc[5];
 }
