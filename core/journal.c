@@ -411,6 +411,38 @@ static int check_entry(const char *path, const unsigned char *s, size_t n, const
   return 0;
 }
 
+/* What the file is: ours, whole, intact, a version we read. */
+static int check_image(const char *path, const unsigned char *s, size_t n, parsed *e)
+{
+  memset(e, 0, sizeof *e);
+  const size_t head = MAGIC_LEN + 8;
+  if (memcmp(s, MAGIC, n < MAGIC_LEN ? n : MAGIC_LEN) != 0)
+    return sv_fail("resume state '%s' is not a solver resume state (bad magic)", path);
+  if (n < head + CHECKSUM_LEN)
+    return sv_fail("resume state '%s' is truncated (%zu bytes)", path, n);
+  uint32_t version, real_size;
+  memcpy(&version, s + MAGIC_LEN, 4);
+  memcpy(&real_size, s + MAGIC_LEN + 4, 4);
+  uint64_t stored;
+  memcpy(&stored, s + n - CHECKSUM_LEN, CHECKSUM_LEN);
+  if (sv__fnv1a64(s, n - CHECKSUM_LEN) != stored) {
+    /* a header whose lengths run past the end says truncated */
+    if (version == FORMAT_VERSION && parse(s, n, e) < 0)
+      return sv_fail("resume state '%s' is truncated or corrupt (%zu bytes; checksum mismatch)",
+                     path, n);
+    return sv_fail("resume state '%s' is corrupt (checksum mismatch)", path);
+  }
+  if (version != FORMAT_VERSION)
+    return sv_fail("resume state '%s' has format version %u; this build reads version %u", path,
+                   version, FORMAT_VERSION);
+  if (real_size != sizeof(double))
+    return sv_fail("resume state '%s' stores %u-byte reals; this build uses %zu-byte doubles",
+                   path, real_size, sizeof(double));
+  if (parse(s, n, e) < 0)
+    return sv_fail("resume state '%s' is corrupt (its lengths do not fit in %zu bytes)", path, n);
+  return 0;
+}
+
 int sv__journal_read(const char *path, const sv__jrec *want, sv__jrec *got, sv_params *p,
                      gsl_rng *rng)
 {
@@ -424,44 +456,8 @@ int sv__journal_read(const char *path, const sv__jrec *want, sv__jrec *got, sv_p
     return -1;
   int rc = -1;
   parsed e;
-  memset(&e, 0, sizeof e);
-  const size_t head = MAGIC_LEN + 8;
-  if (memcmp(s, MAGIC, n < MAGIC_LEN ? n : MAGIC_LEN) != 0) {
-    sv_fail("resume state '%s' is not a solver resume state (bad magic)", path);
+  if (check_image(path, s, n, &e) < 0)
     goto out;
-  }
-  if (n < head + CHECKSUM_LEN) {
-    sv_fail("resume state '%s' is truncated (%zu bytes)", path, n);
-    goto out;
-  }
-  uint32_t version, real_size;
-  memcpy(&version, s + MAGIC_LEN, 4);
-  memcpy(&real_size, s + MAGIC_LEN + 4, 4);
-  uint64_t stored;
-  memcpy(&stored, s + n - CHECKSUM_LEN, CHECKSUM_LEN);
-  if (sv__fnv1a64(s, n - CHECKSUM_LEN) != stored) {
-    /* a header whose lengths run past the end says truncated */
-    if (version == FORMAT_VERSION && parse(s, n, &e) < 0)
-      sv_fail("resume state '%s' is truncated or corrupt (%zu bytes; checksum mismatch)", path,
-              n);
-    else
-      sv_fail("resume state '%s' is corrupt (checksum mismatch)", path);
-    goto out;
-  }
-  if (version != FORMAT_VERSION) {
-    sv_fail("resume state '%s' has format version %u; this build reads version %u", path,
-            version, FORMAT_VERSION);
-    goto out;
-  }
-  if (real_size != sizeof(double)) {
-    sv_fail("resume state '%s' stores %u-byte reals; this build uses %zu-byte doubles", path,
-            real_size, sizeof(double));
-    goto out;
-  }
-  if (parse(s, n, &e) < 0) {
-    sv_fail("resume state '%s' is corrupt (its lengths do not fit in %zu bytes)", path, n);
-    goto out;
-  }
   if (check_entry(path, s, n, &e, want, p, rng) < 0)
     goto out;
 
@@ -638,14 +634,8 @@ static int begin_rank0(sv_run *r, int resuming)
     return -1;
   }
   parsed e;
-  memset(&e, 0, sizeof e);
-  uint64_t stored = 0;
-  if (n >= MAGIC_LEN + 8 + CHECKSUM_LEN)
-    memcpy(&stored, s + n - CHECKSUM_LEN, CHECKSUM_LEN);
-  if (n < MAGIC_LEN + 8 + CHECKSUM_LEN || memcmp(s, MAGIC, MAGIC_LEN) != 0 ||
-      sv__fnv1a64(s, n - CHECKSUM_LEN) != stored || parse(s, n, &e) < 0) {
-    rc = sv_fail("resume state '%s' is corrupt or truncated (%zu bytes; checksum mismatch or "
-                 "bad magic)", path, n);
+  if (check_image(path, s, n, &e) < 0) {
+    rc = -1;
   } else if (!name_is(e.plugin, e.plugin_len,
                       r->plugin && r->plugin->name ? r->plugin->name : "")) {
     rc = sv_fail("resume state '%s' is from plugin '%.*s', this is '%s'", path,
