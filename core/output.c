@@ -404,12 +404,13 @@ int sv_series_append(sv_run *r, const char *file, int ncols, const char *const *
       return path ? sv_fail("series '%s': out of memory", file) : -1;
     }
     /* a series the resumed run keeps: append to the rows written before */
-    const sv_series_keep *keep = NULL;
+    int append = 0;
+    struct stat st;
     for (int i = 0; i < r->nkeep; i++)
-      if (strcmp(r->keep[i].file, file) == 0)
-        keep = &r->keep[i];
-    FILE *fp = fopen(path, keep && keep->length > 0 ? "a" : "w");
-    if (fp && keep && keep->length > 0)
+      if (strcmp(r->keep[i].file, file) == 0 && r->keep[i].length > 0)
+        append = stat(path, &st) == 0 && (uint64_t)st.st_size == r->keep[i].length;
+    FILE *fp = fopen(path, append ? "a" : "w");
+    if (fp && append)
       h.s[0] = '\0'; /* its header is there */
     if (!fp) {
       int err = errno;
