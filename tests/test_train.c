@@ -3,8 +3,8 @@
  * reference (with decay-exempt blocks and lr scales), the schedules
  * against their closed forms, gradient clipping, a stochastic least-squares
  * fit against GSL's linear least squares, the checks of the new options,
- * and the resume state file (round trip, every truncation, byte flips,
- * refusals that name the reason).
+ * the resume state file (round trip, every truncation, byte flips,
+ * refusals that name the reason), and a signal stopping a stage.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* mkdtemp, nftw, M_PI */
@@ -17,6 +17,7 @@
 #include <gsl/gsl_rng.h>
 #include <math.h>
 #include <petscsys.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -702,6 +703,55 @@ START_TEST(test_state_truncation_and_flips)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* A signal stops a stage at the end of a step                         */
+/* ------------------------------------------------------------------ */
+
+static int raise_at_3(void *ctx, int step)
+{
+  int *calls = ctx;
+  (*calls)++;
+  if (step == 3)
+    raise(SIGINT);
+  return 0;
+}
+
+START_TEST(test_signal_stops_stage)
+{
+  for (int sgd = 0; sgd < 2; sgd++) {
+    env e = setup2(5, 0);
+    ck_assert_int_eq(sv__signals_install(), 0);
+    int calls = 0;
+    sv_objective obj = {5, 0, quad5, NULL, NULL};
+    sv_optim_opts o;
+    sv_optim_defaults(&o, sgd ? SV_OPTIM_SGD : SV_OPTIM_ADAM);
+    o.max_steps = 50;
+    o.on_step = raise_at_3;
+    o.on_step_ctx = &calls;
+    ck_assert_int_eq(sv_minimize(e.r, e.p, &obj, &o, NULL), -1);
+    sv__signals_restore();
+    sv__signal_clear();
+    char want[64];
+    snprintf(want, sizeof want, "interrupted by SIGINT at step 3 of stage %s", sgd ? "sgd" : "adam");
+    ck_assert_msg(strstr(sv_errmsg(), want) != NULL, "%s", sv_errmsg());
+    ck_assert_int_eq(calls, 4); /* steps 0-3: the stage stopped after step 3's update */
+    ck_assert_int_eq(e.r->interrupted, 1);
+    ck_assert_int_eq(e.r->interrupt_signal, SIGINT);
+    ck_assert_int_eq(e.r->interrupt_step, 3);
+    ck_assert_str_eq(e.r->interrupt_stage, sgd ? "sgd" : "adam");
+    /* the checkpoint holds the parameters it stopped with */
+    sv_graph *g = sv_graph_new();
+    sv_params *q = sv_params_new();
+    int five = 5;
+    sv_param(g, q, "W", 1, &five);
+    ck_assert_msg(sv_checkpoint_load(q, sv_run_checkpoint_path(e.r)) == 0, "%s", sv_errmsg());
+    ck_assert_int_eq(memcmp(sv_params_data(q), e.x, 5 * sizeof(double)), 0);
+    sv_params_free(q), sv_graph_free(g);
+    teardown(&e);
+  }
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("train");
@@ -717,6 +767,7 @@ int main(void)
   tcase_add_test(tc, test_bad_new_options);
   tcase_add_test(tc, test_state_round_trip);
   tcase_add_test(tc, test_state_truncation_and_flips);
+  tcase_add_test(tc, test_signal_stops_stage);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   if (srunner_fork_status(sr) == CK_NOFORK) {
