@@ -72,6 +72,9 @@ SV_HIDDEN int sv__mixes_rows(const sv_node *n);
 /* The node of params block b in graph g (the graph's existing one, or a new
    leaf): one node per block and graph. */
 SV_HIDDEN sv_node *sv__param_node(sv_graph *g, sv_params *p, int b);
+/* A jet layer's activation: the stack S [..., 1 + order ndir, w] with the
+   bias b [w] added to its value row, through act (ops/jet.c). */
+SV_HIDDEN sv_node *sv__jet_act(sv_node *S, sv_node *b, sv_activation act, int ndir, int order);
 /* Freeze a params vector (allocate its data); 0 or -1. */
 SV_HIDDEN int sv__params_freeze(sv_params *p);
 
