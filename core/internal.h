@@ -75,6 +75,13 @@ SV_HIDDEN sv_node *sv__param_node(sv_graph *g, sv_params *p, int b);
 /* A jet layer's activation: the stack S [..., 1 + order ndir, w] with the
    bias b [w] added to its value row, through act (ops/jet.c). */
 SV_HIDDEN sv_node *sv__jet_act(sv_node *S, sv_node *b, sv_activation act, int ndir, int order);
+/* y[i] = f(x[i]) for n values (x == y allowed), vectorised with SLEEF where
+   the CPU allows (vmath.c); the implementation's name for logs. */
+SV_HIDDEN void sv__vtanh(const double *x, double *y, size_t n);
+SV_HIDDEN void sv__vexp(const double *x, double *y, size_t n);
+SV_HIDDEN void sv__vsin(const double *x, double *y, size_t n);
+SV_HIDDEN void sv__vcos(const double *x, double *y, size_t n);
+SV_HIDDEN const char *sv__vmath_name(void);
 /* Freeze a params vector (allocate its data); 0 or -1. */
 SV_HIDDEN int sv__params_freeze(sv_params *p);
 

@@ -228,7 +228,15 @@ sv_node *sv_pow(sv_node *a, double p) { return unary(&op_pow, a, p); }
 
 /* ---------- exp ---------- */
 
-UNARY_KERNEL(exp_kernel, exp(x))
+/* exp, tanh, sin, cos: vectorised (SLEEF, 1 ulp; see vmath.c) */
+#define VMATH_KERNEL(fname, vfn)                                                    \
+  static int fname(const sv_kctx *k)                                                \
+  {                                                                                 \
+    vfn(sv__kin(k, 0), k->y, k->ny);                                                \
+    return 0;                                                                       \
+  }
+
+VMATH_KERNEL(exp_kernel, sv__vexp)
 static sv_node *exp_vjp(sv_node *n, int i, sv_node *G) { (void)i; return sv_mul(G, n); }
 static const sv_opdef op_exp = {.name = "exp", .kernel = exp_kernel, .vjp = exp_vjp};
 sv_node *sv_exp(sv_node *a) { return unary(&op_exp, a, 0); }
@@ -249,19 +257,19 @@ sv_node *sv_sqrt(sv_node *a) { return unary(&op_sqrt, a, 0); }
 
 /* ---------- tanh: G (1 - tanh^2), fused ---------- */
 
-UNARY_KERNEL(tanh_kernel, tanh(x))
+VMATH_KERNEL(tanh_kernel, sv__vtanh)
 static sv_node *tanh_vjp(sv_node *n, int i, sv_node *G) { (void)i; return tanh_back(G, n); }
 static const sv_opdef op_tanh = {.name = "tanh", .kernel = tanh_kernel, .vjp = tanh_vjp};
 sv_node *sv_tanh(sv_node *a) { return unary(&op_tanh, a, 0); }
 
 /* ---------- sin, cos ---------- */
 
-UNARY_KERNEL(sin_kernel, sin(x))
+VMATH_KERNEL(sin_kernel, sv__vsin)
 static sv_node *sin_vjp(sv_node *n, int i, sv_node *G) { (void)i; return sv_mul(G, sv_cos(n->in[0])); }
 static const sv_opdef op_sin = {.name = "sin", .kernel = sin_kernel, .vjp = sin_vjp};
 sv_node *sv_sin(sv_node *a) { return unary(&op_sin, a, 0); }
 
-UNARY_KERNEL(cos_kernel, cos(x))
+VMATH_KERNEL(cos_kernel, sv__vcos)
 static sv_node *cos_vjp(sv_node *n, int i, sv_node *G)
 {
   (void)i;

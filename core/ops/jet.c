@@ -11,7 +11,8 @@
  *
  *   a = s(h),  a'_k = s'(h) h'_k,  a''_k = s'(h) h''_k + s''(h) h'_k^2.
  *
- * Its adjoint is one fused node too (jet_act_back), with adjoint rows
+ * Its adjoint is one fused node too (jet_act_back(G, Y, S, b), which takes
+ * s', s'', s''' from the output Y where it can), with adjoint rows
  * (A, A'_k, A''_k):
  *
  *   dh    = A s' + sum_k [A'_k s'' h'_k + A''_k (s'' h''_k + s''' h'_k^2)]
@@ -29,34 +30,6 @@
 #include <math.h>
 #include <string.h>
 
-/* s and its first three derivatives at h. */
-static void act_derivs(int act, double h, double *s0, double *s1, double *s2, double *s3)
-{
-  switch (act) {
-  case SV_ACT_TANH: {
-    double a = tanh(h), d = 1 - a * a;
-    *s0 = a, *s1 = d, *s2 = -2 * a * d, *s3 = -2 * d * d + 4 * a * a * d;
-    break;
-  }
-  case SV_ACT_SIN:
-    *s0 = sin(h), *s1 = cos(h), *s2 = -*s0, *s3 = -*s1;
-    break;
-  case SV_ACT_SIGMOID:
-  case SV_ACT_SOFTPLUS: {
-    double e = h >= 0 ? exp(-h) : exp(h), s = h >= 0 ? 1 / (1 + e) : e / (1 + e);
-    double d1 = s * (1 - s), d2 = d1 * (1 - 2 * s), d3 = d2 * (1 - 2 * s) - 2 * d1 * d1;
-    if (act == SV_ACT_SIGMOID)
-      *s0 = s, *s1 = d1, *s2 = d2, *s3 = d3;
-    else /* softplus' = sigmoid */
-      *s0 = h > 0 ? h + log1p(exp(-h)) : log1p(exp(h)), *s1 = s, *s2 = d1, *s3 = d2;
-    break;
-  }
-  default:
-    *s0 = h, *s1 = 1, *s2 = 0, *s3 = 0;
-    break;
-  }
-}
-
 /* Rows (leading elements) and columns of a stack [..., J, w]. */
 static void stack_dims(const sv_shape *s, size_t *rows, size_t *J, size_t *w)
 {
@@ -67,6 +40,89 @@ static void stack_dims(const sv_shape *s, size_t *rows, size_t *J, size_t *w)
     *rows *= (size_t)s->d[i];
 }
 
+static double sigmoid(double h)
+{
+  double e = exp(-fabs(h));
+  return h >= 0 ? 1 / (1 + e) : e / (1 + e);
+}
+
+/*
+ * The derivatives s', s'', s''' of the activation for one row of w columns,
+ * from the row's pre-activation h and value a = s(h) (tanh and sigmoid need
+ * only a: no transcendental call in the backward pass), into d1, d2, d3
+ * (d3 may be NULL). tmp: w doubles of scratch.
+ */
+static void row_derivs(int act, const double *h, const double *a, size_t w, double *restrict d1,
+                       double *restrict d2, double *restrict d3, double *restrict tmp)
+{
+  switch (act) {
+  case SV_ACT_TANH:
+    for (size_t c = 0; c < w; c++) {
+      double t = a[c], s1 = 1 - t * t;
+      d1[c] = s1, d2[c] = -2 * t * s1;
+      if (d3)
+        d3[c] = -2 * s1 * s1 + 4 * t * t * s1;
+    }
+    break;
+  case SV_ACT_SIN:
+    sv__vcos(h, tmp, w);
+    for (size_t c = 0; c < w; c++) {
+      d1[c] = tmp[c], d2[c] = -a[c];
+      if (d3)
+        d3[c] = -tmp[c];
+    }
+    break;
+  case SV_ACT_SIGMOID:
+  case SV_ACT_SOFTPLUS:
+    for (size_t c = 0; c < w; c++) {
+      double sg = act == SV_ACT_SIGMOID ? a[c] : sigmoid(h[c]);
+      double q1 = sg * (1 - sg), q2 = q1 * (1 - 2 * sg), q3 = q2 * (1 - 2 * sg) - 2 * q1 * q1;
+      if (act == SV_ACT_SIGMOID)
+        d1[c] = q1, d2[c] = q2, tmp[c] = q3;
+      else /* softplus' = sigmoid */
+        d1[c] = sg, d2[c] = q1, tmp[c] = q2;
+      if (d3)
+        d3[c] = tmp[c];
+    }
+    break;
+  default:
+    for (size_t c = 0; c < w; c++) {
+      d1[c] = 1, d2[c] = 0;
+      if (d3)
+        d3[c] = 0;
+    }
+    break;
+  }
+}
+
+/* a = s(h) for one row (h and a may be the same array). */
+static void row_values(int act, const double *h, double *a, size_t w)
+{
+  switch (act) {
+  case SV_ACT_TANH: sv__vtanh(h, a, w); break;
+  case SV_ACT_SIN: sv__vsin(h, a, w); break;
+  case SV_ACT_SIGMOID:
+    for (size_t c = 0; c < w; c++)
+      a[c] = sigmoid(h[c]);
+    break;
+  case SV_ACT_SOFTPLUS:
+    for (size_t c = 0; c < w; c++)
+      a[c] = h[c] > 0 ? h[c] + log1p(exp(-h[c])) : log1p(exp(h[c]));
+    break;
+  default:
+    if (a != h)
+      memcpy(a, h, w * sizeof *a);
+    break;
+  }
+}
+
+/* Scratch: 5 rows of w (h, s', s'', s''', the activation's own). */
+static size_t jet_work(const sv_plan *p, const sv_node *n)
+{
+  const sv_shape *s = &p->shape[n->id];
+  return 5 * (size_t)s->d[s->ndim - 1];
+}
+
 static const sv_opdef op_jet_act, op_jet_act_back;
 
 static int jet_act_kernel(const sv_kctx *k)
@@ -75,51 +131,60 @@ static int jet_act_kernel(const sv_kctx *k)
   int act = k->n->ia[0];
   size_t d = (size_t)k->n->ia[1], order = (size_t)k->n->ia[2], rows, J, w;
   stack_dims(k->ys, &rows, &J, &w);
+  double *h = k->work, *d1 = h + w, *d2 = d1 + w, *tmp = d2 + 2 * w;
   for (size_t r = 0; r < rows; r++) {
     const double *in = S + r * J * w;
     double *out = k->y + r * J * w;
-    for (size_t c = 0; c < w; c++) {
-      double s0, s1, s2, s3;
-      act_derivs(act, in[c] + b[c], &s0, &s1, &s2, &s3);
-      out[c] = s0;
-      for (size_t q = 0; q < d; q++) {
-        double h1 = in[(1 + q) * w + c];
-        out[(1 + q) * w + c] = s1 * h1;
-        if (order > 1)
-          out[(1 + d + q) * w + c] = s1 * in[(1 + d + q) * w + c] + s2 * h1 * h1;
-      }
+    for (size_t c = 0; c < w; c++)
+      h[c] = in[c] + b[c];
+    row_values(act, h, out, w);
+    row_derivs(act, h, out, w, d1, d2, NULL, tmp);
+    for (size_t q = 0; q < d; q++) {
+      const double *restrict h1 = in + (1 + q) * w, *restrict h2 = in + (1 + d + q) * w;
+      double *restrict o1 = out + (1 + q) * w, *restrict o2 = out + (1 + d + q) * w;
+      for (size_t c = 0; c < w; c++)
+        o1[c] = d1[c] * h1[c];
+      if (order > 1)
+        for (size_t c = 0; c < w; c++)
+          o2[c] = d1[c] * h2[c] + d2[c] * h1[c] * h1[c];
     }
   }
   return 0;
 }
 
+/* inputs: G (the adjoint), Y (jet_act's output), S, b */
 static int jet_act_back_kernel(const sv_kctx *k)
 {
-  const double *G = sv__kin(k, 0), *S = sv__kin(k, 1), *b = sv__kin(k, 2);
+  const double *G = sv__kin(k, 0), *Y = sv__kin(k, 1), *S = sv__kin(k, 2), *b = sv__kin(k, 3);
   int act = k->n->ia[0];
   size_t d = (size_t)k->n->ia[1], order = (size_t)k->n->ia[2], rows, J, w;
   stack_dims(k->ys, &rows, &J, &w);
+  double *h = k->work, *d1 = h + w, *d2 = d1 + w, *d3 = d2 + w, *tmp = d3 + w;
   for (size_t r = 0; r < rows; r++) {
     const double *in = S + r * J * w, *g = G + r * J * w;
     double *out = k->y + r * J * w;
-    for (size_t c = 0; c < w; c++) {
-      double s0, s1, s2, s3;
-      act_derivs(act, in[c] + b[c], &s0, &s1, &s2, &s3);
-      double dh = g[c] * s1;
-      for (size_t q = 0; q < d; q++) {
-        size_t i1 = (1 + q) * w + c, i2 = (1 + d + q) * w + c;
-        double h1 = in[i1], g1 = g[i1];
-        dh += g1 * s2 * h1;
-        if (order > 1) {
-          double g2 = g[i2];
-          dh += g2 * (s2 * in[i2] + s3 * h1 * h1);
-          out[i1] = g1 * s1 + 2 * g2 * s2 * h1;
-          out[i2] = g2 * s1;
-        } else {
-          out[i1] = g1 * s1;
+    for (size_t c = 0; c < w; c++)
+      h[c] = in[c] + b[c];
+    row_derivs(act, h, Y + r * J * w, w, d1, d2, d3, tmp);
+    for (size_t c = 0; c < w; c++)
+      out[c] = g[c] * d1[c];
+    for (size_t q = 0; q < d; q++) {
+      const double *restrict h1 = in + (1 + q) * w, *restrict g1 = g + (1 + q) * w;
+      double *restrict o0 = out, *restrict o1 = out + (1 + q) * w;
+      if (order > 1) {
+        const double *restrict h2 = in + (1 + d + q) * w, *restrict g2 = g + (1 + d + q) * w;
+        double *restrict o2 = out + (1 + d + q) * w;
+        for (size_t c = 0; c < w; c++) {
+          o0[c] += g1[c] * d2[c] * h1[c] + g2[c] * (d2[c] * h2[c] + d3[c] * h1[c] * h1[c]);
+          o1[c] = g1[c] * d1[c] + 2 * g2[c] * d2[c] * h1[c];
+          o2[c] = g2[c] * d1[c];
+        }
+      } else {
+        for (size_t c = 0; c < w; c++) {
+          o0[c] += g1[c] * d2[c] * h1[c];
+          o1[c] = g1[c] * d1[c];
         }
       }
-      out[c] = dh;
     }
   }
   return 0;
@@ -188,10 +253,10 @@ static sv_node *bias_adjoint(sv_node *dS, sv_node *b)
   return sv_sum_to(row(dS, 0), b->shape.ndim, b->shape.d);
 }
 
-static sv_node *back_node(sv_node *G, sv_node *S, sv_node *b, const sv_node *like)
+static sv_node *back_node(sv_node *G, sv_node *Y, sv_node *S, sv_node *b, const sv_node *like)
 {
-  sv_node *in[3] = {G, S, b};
-  sv_node *r = sv__node_new(S->g, &op_jet_act_back, 3, in, &S->shape);
+  sv_node *in[4] = {G, Y, S, b};
+  sv_node *r = sv__node_new(S->g, &op_jet_act_back, 4, in, &S->shape);
   if (r)
     memcpy(r->ia, like->ia, sizeof r->ia);
   return r;
@@ -199,22 +264,26 @@ static sv_node *back_node(sv_node *G, sv_node *S, sv_node *b, const sv_node *lik
 
 static sv_node *jet_act_vjp(sv_node *n, int i, sv_node *G)
 {
-  sv_node *dS = back_node(G, n->in[0], n->in[1], n);
+  sv_node *dS = back_node(G, n, n->in[0], n->in[1], n);
   return i == 0 ? dS : bias_adjoint(dS, n->in[1]);
 }
 
+/* The formula in ops, of (G, S, b) only (Y is s(S + b) recomputed), taken
+   with its inputs as independent variables: Y gets no adjoint, its part
+   being in the one of S and b. */
 static sv_node *jet_act_back_vjp(sv_node *n, int i, sv_node *H)
 {
-  sv_node *x[3] = {n->in[0], n->in[1], n->in[2]}, *out[3];
-  sv_node *f = jet_back_ops(x[0], x[1], x[2], n->ia[0], n->ia[1], n->ia[2]);
-  if (!f || sv__vjp_partial(f, H, 3, x, out) < 0)
+  sv_node *x[4] = {n->in[0], n->in[1], n->in[2], n->in[3]}, *out[4];
+  sv_node *f = jet_back_ops(x[0], x[2], x[3], n->ia[0], n->ia[1], n->ia[2]);
+  if (!f || sv__vjp_partial(f, H, 4, x, out) < 0)
     return sv__graph_fail(n->g, "jet_act_back: %s", sv_errmsg());
   return out[i];
 }
 
-static const sv_opdef op_jet_act = {.name = "jet_act", .kernel = jet_act_kernel, .vjp = jet_act_vjp};
+static const sv_opdef op_jet_act = {.name = "jet_act", .kernel = jet_act_kernel, .vjp = jet_act_vjp,
+                                    .work = jet_work};
 static const sv_opdef op_jet_act_back = {.name = "jet_act_back", .kernel = jet_act_back_kernel,
-                                         .vjp = jet_act_back_vjp};
+                                         .vjp = jet_act_back_vjp, .work = jet_work};
 
 sv_node *sv__jet_act(sv_node *S, sv_node *b, sv_activation act, int ndir, int order)
 {
