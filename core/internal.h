@@ -82,6 +82,14 @@ SV_HIDDEN void sv__vexp(const double *x, double *y, size_t n);
 SV_HIDDEN void sv__vsin(const double *x, double *y, size_t n);
 SV_HIDDEN void sv__vcos(const double *x, double *y, size_t n);
 SV_HIDDEN const char *sv__vmath_name(void);
+/* The Jacobian of a batched residual y ([B] or [B,1], rows independent)
+   with respect to every block of p, as one [B, n] node; NULL when a use of
+   a parameter has no per-row rule (jacobian_rows.c). */
+SV_HIDDEN sv_node *sv__jacobian_rows(sv_node *y, sv_params *p);
+/* Whether an lsq objective computes its Jacobian rows in one batched pass
+   (on = 1) or one batch-1 pass per row (on = 0); on = -1 only asks. A
+   graph without per-row rules always goes row by row. For tests. */
+SV_HIDDEN int sv__lsq_batched_jacobian(sv_lsq *l, int on);
 /* Freeze a params vector (allocate its data); 0 or -1. */
 SV_HIDDEN int sv__params_freeze(sv_params *p);
 

@@ -134,6 +134,9 @@ SV_API sv_node *sv_gelu(sv_node *a);
  */
 SV_API sv_node *sv_matmul(sv_node *a, sv_node *b);
 SV_API sv_node *sv_matmul_t(sv_node *a, int transpose_a, sv_node *b, int transpose_b);
+/* A batch of products: a [N, m, k] x b [N, k, n] -> [N, m, n], one per
+   leading index (usually the batch axis), transposes on the last two axes. */
+SV_API sv_node *sv_bmm(sv_node *a, int transpose_a, sv_node *b, int transpose_b);
 
 /* Reductions. axis may be negative (from the end); the axis is dropped. */
 SV_API sv_node *sv_sum(sv_node *a);  /* all elements -> scalar */

@@ -280,8 +280,18 @@ static sv_node *jet_act_back_vjp(sv_node *n, int i, sv_node *H)
   return out[i];
 }
 
+/* the bias gradient row by row: the value row of dS, [B, w] */
+static sv_node *jet_act_vjp_rows(sv_node *n, int i, sv_node *G)
+{
+  sv_node *S = n->in[0];
+  if (i != 1 || !sv__shape_is_batched(&S->shape) || S->shape.ndim != 3)
+    return NULL;
+  int flat[2] = {SV_BATCH, S->shape.d[2]};
+  return sv_reshape(row(back_node(G, n, S, n->in[1], n), 0), 2, flat);
+}
+
 static const sv_opdef op_jet_act = {.name = "jet_act", .kernel = jet_act_kernel, .vjp = jet_act_vjp,
-                                    .work = jet_work};
+                                    .work = jet_work, .vjp_rows = jet_act_vjp_rows};
 static const sv_opdef op_jet_act_back = {.name = "jet_act_back", .kernel = jet_act_back_kernel,
                                          .vjp = jet_act_back_vjp, .work = jet_work};
 

@@ -1,5 +1,6 @@
 /*
- * linalg.c -- the matrix product, through cblas_dgemm (OpenBLAS).
+ * linalg.c -- matrix products through cblas_dgemm (OpenBLAS): matmul (with
+ * stacked rows) and bmm (one product per leading index).
  */
 #include "ops.h"
 
@@ -46,7 +47,9 @@ static sv_node *matmul_vjp(sv_node *n, int i, sv_node *G)
   return sv_matmul_t(G, 1, a, ta);      /* dB = G^T op(A) */
 }
 
-static const sv_opdef op_matmul = {.name = "matmul", .kernel = matmul_kernel, .vjp = matmul_vjp};
+static sv_node *matmul_vjp_rows(sv_node *n, int i, sv_node *G);
+static const sv_opdef op_matmul = {.name = "matmul", .kernel = matmul_kernel, .vjp = matmul_vjp,
+                                   .vjp_rows = matmul_vjp_rows};
 
 sv_node *sv_matmul(sv_node *a, sv_node *b) { return sv_matmul_t(a, 0, b, 0); }
 
@@ -103,4 +106,110 @@ sv_node *sv_matmul_t(sv_node *a, int ta, sv_node *b, int tb)
     r->ia[1] = tb;
   }
   return r;
+}
+
+/* ---------- bmm: a batch of matrix products, one per leading index ----------
+ *
+ * a [N, m, k] x b [N, k, n] -> [N, m, n] (with transposes of the last two
+ * axes); N is usually the batch axis. Small products (the per-row weight
+ * gradients of a PINN Jacobian) run as plain loops, large ones through
+ * cblas_dgemm. */
+
+static const sv_opdef op_bmm;
+
+static void small_gemm(int ta, int tb, int m, int n, int k, const double *A, int lda, const double *B,
+                       int ldb, double *restrict C)
+{
+  for (int i = 0; i < m * n; i++)
+    C[i] = 0;
+  for (int i = 0; i < m; i++)
+    for (int l = 0; l < k; l++) {
+      double av = ta ? A[l * lda + i] : A[i * lda + l];
+      double *restrict c = C + i * n;
+      if (tb)
+        for (int j = 0; j < n; j++)
+          c[j] += av * B[j * ldb + l];
+      else
+        for (int j = 0; j < n; j++)
+          c[j] += av * B[l * ldb + j];
+    }
+}
+
+static int bmm_kernel(const sv_kctx *k)
+{
+  const sv_shape *sa = sv__kshape(k, 0), *sb = sv__kshape(k, 1);
+  int ta = k->n->ia[0], tb = k->n->ia[1];
+  int N = sa->d[0], M = k->ys->d[1], Nc = k->ys->d[2], K = ta ? sa->d[1] : sa->d[2];
+  int lda = sa->d[2], ldb = sb->d[2];
+  size_t as = (size_t)sa->d[1] * (size_t)sa->d[2], bs = (size_t)sb->d[1] * (size_t)sb->d[2];
+  size_t cs = (size_t)M * (size_t)Nc;
+  const double *A = sv__kin(k, 0), *B = sv__kin(k, 1);
+  int big = (long)M * Nc * K >= 32768;
+  for (int r = 0; r < N; r++) {
+    if (big)
+      cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, Nc,
+                  K, 1.0, A + r * as, lda, B + r * bs, ldb, 0.0, k->y + r * cs, Nc);
+    else
+      small_gemm(ta, tb, M, Nc, K, A + r * as, lda, B + r * bs, ldb, k->y + r * cs);
+  }
+  return 0;
+}
+
+/* the four rules of matmul, row by row */
+static sv_node *bmm_vjp(sv_node *n, int i, sv_node *G)
+{
+  sv_node *a = n->in[0], *b = n->in[1];
+  int ta = n->ia[0], tb = n->ia[1];
+  if (i == 0)
+    return ta ? sv_bmm(b, tb, G, 1) : sv_bmm(G, 0, b, !tb);
+  return tb ? sv_bmm(G, 1, a, ta) : sv_bmm(a, !ta, G, 0);
+}
+
+static const sv_opdef op_bmm = {.name = "bmm", .kernel = bmm_kernel, .vjp = bmm_vjp};
+
+sv_node *sv_bmm(sv_node *a, int ta, sv_node *b, int tb)
+{
+  sv_node *in[2] = {a, b};
+  sv_graph *g = sv__graph_of(2, in);
+  if (!g)
+    return NULL;
+  char sa[64], sb[64];
+  sv__shape_format(&a->shape, sa, sizeof sa);
+  sv__shape_format(&b->shape, sb, sizeof sb);
+  const sv_shape *as = &a->shape, *bs = &b->shape;
+  if (as->ndim != 3 || bs->ndim != 3 || as->d[0] != bs->d[0])
+    return sv__graph_fail(g, "bmm: operands %s and %s must be [N, ., .] with the same N", sa, sb);
+  ta = ta != 0;
+  tb = tb != 0;
+  int m = ta ? as->d[2] : as->d[1], k = ta ? as->d[1] : as->d[2];
+  int k2 = tb ? bs->d[2] : bs->d[1], n = tb ? bs->d[1] : bs->d[2];
+  if (k != k2)
+    return sv__graph_fail(g, "bmm: inner dimensions differ: %s%s x %s%s", sa, ta ? "^T" : "", sb,
+                          tb ? "^T" : "");
+  sv_shape s = {3, {as->d[0], m, n, 1}};
+  sv_node *r = sv__node_new(g, &op_bmm, 2, in, &s);
+  if (r) {
+    r->ia[0] = ta;
+    r->ia[1] = tb;
+  }
+  return r;
+}
+
+/* The per-row weight gradient of y = a W (a batched, W a parameter):
+   a_r^T G_r for each row r, [B, k n] (or G_r^T a_r for a transposed W). */
+static sv_node *matmul_vjp_rows(sv_node *n, int i, sv_node *G)
+{
+  sv_node *a = n->in[0], *W = n->in[1];
+  if (i != 1 || n->ia[0] || !sv__shape_is_batched(&a->shape))
+    return NULL;
+  /* rows of a and G as [B, R, k] and [B, R, n] */
+  int R = 1;
+  for (int j = 1; j < a->shape.ndim - 1; j++)
+    R *= a->shape.d[j];
+  int k = a->shape.d[a->shape.ndim - 1], nn = G->shape.d[G->shape.ndim - 1];
+  int da[3] = {SV_BATCH, R, k}, dg[3] = {SV_BATCH, R, nn};
+  sv_node *A = sv_reshape(a, 3, da), *Gr = sv_reshape(G, 3, dg);
+  sv_node *o = n->ia[1] ? sv_bmm(Gr, 1, A, 0) : sv_bmm(A, 1, Gr, 0);
+  int flat[2] = {SV_BATCH, (int)sv__shape_count(&W->shape, 1)};
+  return sv_reshape(o, 2, flat);
 }
