@@ -253,7 +253,7 @@ SV_HIDDEN int sv__read_file(const char *what, const char *path, unsigned char **
    journal (journal.c), given back to the stage's driver on resume. */
 #define SV__STATE_MAX_SCALARS 16
 #define SV__STAGE_SCALARS 6   /* the step loop's, before the driver's */
-#define SV__LM_SCALARS 2      /* LM's: lambda, nu */
+#define SV__LM_SCALARS 4      /* LM's: lambda, nu, the stall window's start loss and step */
 typedef struct {
   int step;               /* the last step completed (its update done) */
   int nscalars;

@@ -423,6 +423,11 @@ typedef struct sv_optim_opts {
   sv_lr_schedule schedule; /* SGD/Adam, see sv_lr_schedule */
   int warmup_steps;      /* SGD/Adam: linear warm-up steps (0: none) */
   double clip_norm;      /* SGD/Adam: clip the global gradient 2-norm to this (0: off) */
+  /* LM: stop (converged) when the loss fell by less than a fraction
+     stall_rtol over the last stall_window steps, checked every
+     stall_window steps (0: run every step) */
+  int stall_window;
+  double stall_rtol;
 } sv_optim_opts;
 
 /* Defaults for a kind: Adam lr 1e-3, betas 0.9/0.999, ... */
