@@ -90,6 +90,8 @@ SV_HIDDEN sv_node *sv__jacobian_rows(sv_node *y, sv_params *p);
    (on = 1) or one batch-1 pass per row (on = 0); on = -1 only asks. A
    graph without per-row rules always goes row by row. For tests. */
 SV_HIDDEN int sv__lsq_batched_jacobian(sv_lsq *l, int on);
+/* The number of fused elementwise runs in a plan (for tests). */
+SV_HIDDEN int sv__plan_fused_runs(const sv_plan *p);
 /* Freeze a params vector (allocate its data); 0 or -1. */
 SV_HIDDEN int sv__params_freeze(sv_params *p);
 
