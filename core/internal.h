@@ -69,6 +69,9 @@ SV_HIDDEN int sv__is_param(const sv_node *n);
 /* Does the op reduce or contract over the batch axis (a batched input, an
    output without batch axis)? Then its rows are not independent. */
 SV_HIDDEN int sv__mixes_rows(const sv_node *n);
+/* The node of params block b in graph g (the graph's existing one, or a new
+   leaf): one node per block and graph. */
+SV_HIDDEN sv_node *sv__param_node(sv_graph *g, sv_params *p, int b);
 /* Freeze a params vector (allocate its data); 0 or -1. */
 SV_HIDDEN int sv__params_freeze(sv_params *p);
 

@@ -1,5 +1,7 @@
 /*
- * nn.c -- dense layers and MLPs as graph builders over a params vector.
+ * nn.c -- dense layers and MLPs as graph builders over a params vector, at
+ * its own values (sv_dense, sv_mlp) or at a node laid out like it
+ * (sv_dense_at, sv_mlp_at: functional parameters, see params_view.c).
  */
 #include "internal.h"
 
@@ -73,4 +75,72 @@ sv_node *sv_mlp(sv_params *p, const char *name, sv_node *x, int width, int depth
   }
   snprintf(ln, sizeof ln, "%s.out", name);
   return sv_dense(p, ln, h, nout, SV_ACT_NONE);
+}
+
+/* The block `name` at theta (or the param node itself), declaring it with
+   `dims` and `kind` when p has no such block yet. */
+static sv_node *block_at(sv_params *p, sv_node *theta, sv_graph *g, const char *name, int ndim,
+                         const int *dims, sv_param_kind kind, int fan_in, int fan_out)
+{
+  int b = sv_params_find(p, name);
+  sv_node *n;
+  if (b < 0) {
+    n = sv_param(g, p, name, ndim, dims);
+    if (!n)
+      return NULL;
+    sv_params_set_kind(p, n, kind, fan_in, fan_out);
+  } else {
+    const sv_param_block *blk = &p->blocks[b];
+    int ok = blk->shape.ndim == ndim;
+    for (int i = 0; ok && i < ndim; i++)
+      ok = blk->shape.d[i] == dims[i];
+    if (!ok)
+      return sv__graph_fail(g, "block '%s' exists with another shape", name);
+    n = sv__param_node(g, p, b);
+  }
+  return theta ? sv_params_view(p, theta, name) : n;
+}
+
+sv_node *sv_dense_at(sv_params *p, sv_node *theta, const char *name, sv_node *x, int nout,
+                     sv_activation act)
+{
+  if (!x)
+    return NULL;
+  sv_graph *g = x->g;
+  if (!p)
+    return sv__graph_fail(g, "dense '%s': no params vector", name);
+  if (theta && theta->g != g)
+    return sv__graph_fail(g, "dense '%s': theta is a node of another graph", name);
+  if (x->shape.ndim != 2)
+    return sv__graph_fail(g, "dense '%s': input must be [rows, features]", name);
+  int nin = x->shape.d[1];
+  if (nout < 1)
+    return sv__graph_fail(g, "dense '%s': %d outputs", name, nout);
+  char wn[256], bn[256];
+  snprintf(wn, sizeof wn, "%s.W", name);
+  snprintf(bn, sizeof bn, "%s.b", name);
+  int wd[2] = {nin, nout}, bd[1] = {nout};
+  sv_node *W = block_at(p, theta, g, wn, 2, wd, SV_PARAM_WEIGHT, nin, nout);
+  sv_node *b = W ? block_at(p, theta, g, bn, 1, bd, SV_PARAM_BIAS, nin, nout) : NULL;
+  if (!W || !b)
+    return NULL;
+  return activate(sv_add(sv_matmul(x, W), b), act);
+}
+
+sv_node *sv_mlp_at(sv_params *p, sv_node *theta, const char *name, sv_node *x, int width, int depth,
+                   int nout, sv_activation act)
+{
+  if (!x)
+    return NULL;
+  if (width < 1 || depth < 0 || nout < 1)
+    return sv__graph_fail(x->g, "mlp '%s': width %d, depth %d, outputs %d (need >= 1, >= 0, >= 1)", name,
+                          width, depth, nout);
+  char ln[256];
+  sv_node *h = x;
+  for (int l = 0; l < depth; l++) {
+    snprintf(ln, sizeof ln, "%s.%d", name, l);
+    h = sv_dense_at(p, theta, ln, h, width, act);
+  }
+  snprintf(ln, sizeof ln, "%s.out", name);
+  return sv_dense_at(p, theta, ln, h, nout, SV_ACT_NONE);
 }

@@ -2,7 +2,9 @@
  * test_nn.c -- parameters and layers: Glorot initialisation (reproducible,
  * within its bound, biases zero, other blocks untouched), the parameter
  * layout of sv_mlp, and sv_dense / sv_mlp outputs against a forward pass
- * written out here.
+ * written out here; functional parameters (a network at a node theta): the
+ * same values as at the params, and the MAML meta-gradient through one inner
+ * step against finite differences of the whole two-step computation.
  */
 #include <solver.h>
 
@@ -385,6 +387,119 @@ START_TEST(test_nn_errors)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* Functional parameters                                               */
+/* ------------------------------------------------------------------ */
+
+/* The network at sv_params_node(p) equals the network at the params. */
+START_TEST(test_params_node_same_values)
+{
+  sv_graph *g = sv_graph_new();
+  sv_params *p = sv_params_new();
+  int d[2] = {SV_BATCH, 2};
+  sv_node *x = sv_input(g, "x", 2, d);
+  sv_node *u = sv_mlp_at(p, NULL, "net", x, 5, 2, 1, SV_ACT_TANH);
+  sv_node *theta = sv_params_node(g, p);
+  sv_node *v = sv_mlp_at(p, theta, "net", x, 5, 2, 1, SV_ACT_TANH);
+  ck_assert_msg(u && v, "%s", sv_graph_error(g));
+  ck_assert_int_eq(sv_params_block_count(p), 6); /* no block declared twice */
+  gsl_rng *r = rng_new(7);
+  sv_params_init_glorot(p, r);
+  double xd[6] = {0.1, -0.4, 0.7, 0.2, -0.9, 0.5};
+  sv_node *outs[2] = {u, v};
+  sv_plan *pl = sv_compile(g, 2, outs, 3);
+  ck_assert_msg(pl != NULL, "%s", sv_errmsg());
+  sv_plan_bind(pl, x, xd);
+  ck_assert_int_eq(sv_plan_run(pl), 0);
+  for (int k = 0; k < 3; k++)
+    ck_assert(sv_plan_value(pl, u)[k] == sv_plan_value(pl, v)[k]);
+  /* a view of a wrong-length node, and an unknown block, are refused */
+  int n3 = 3;
+  ck_assert_ptr_null(sv_params_view(p, sv_input(g, "short", 1, &n3), "net.0.W"));
+  ck_assert_msg(strstr(sv_graph_error(g), "must be ["), "%s", sv_graph_error(g));
+  sv_plan_free(pl);
+  gsl_rng_free(r);
+  sv_params_free(p);
+  sv_graph_free(g);
+}
+END_TEST
+
+/*
+ * MAML with one inner SGD step on a tiny tanh network:
+ *   theta' = theta - alpha grad_theta L_in(theta),  L_out(theta')
+ * The meta-gradient d L_out / d theta (sv_grad_params through the inner
+ * step: second derivatives of the network) against central differences of
+ * the whole two-step computation, and against the first-order gradient,
+ * which must differ by the dropped term.
+ */
+START_TEST(test_maml_meta_gradient)
+{
+  const double alpha = 0.3, h = 1e-6;
+  sv_graph *g = sv_graph_new();
+  sv_params *p = sv_params_new();
+  int d[2] = {SV_BATCH, 2};
+  sv_node *xin = sv_input(g, "x_in", 2, d), *yin = sv_input(g, "y_in", 2, (int[]){SV_BATCH, 1});
+  sv_node *xout = sv_input(g, "x_out", 2, d), *yout = sv_input(g, "y_out", 2, (int[]){SV_BATCH, 1});
+  ck_assert_ptr_nonnull(sv_mlp_at(p, NULL, "net", xin, 4, 1, 1, SV_ACT_TANH)); /* declares */
+  sv_node *theta = sv_params_node(g, p);
+  sv_node *lin = sv_mean(sv_square(sv_sub(sv_mlp_at(p, theta, "net", xin, 4, 1, 1, SV_ACT_TANH), yin)));
+  sv_node *gin = sv_grad(lin, theta);
+  sv_node *theta1 = sv_sub(theta, sv_scale(gin, alpha));
+  sv_node *lout =
+    sv_mean(sv_square(sv_sub(sv_mlp_at(p, theta1, "net", xout, 4, 1, 1, SV_ACT_TANH), yout)));
+  sv_node *meta = sv_grad_params(lout, p);
+  /* first order: the outer gradient at theta', treating theta' as a leaf */
+  sv_node *fo;
+  sv_node *dth1[1];
+  ck_assert_int_eq(sv_vjp(lout, NULL, 1, &theta1, dth1), 0);
+  fo = dth1[0];
+  ck_assert_msg(meta && fo, "%s", sv_graph_error(g));
+  sv_node *outs[3] = {lout, meta, fo};
+  sv_plan *pl = sv_compile(g, 3, outs, 4);
+  ck_assert_msg(pl != NULL, "%s", sv_errmsg());
+  double xi[8] = {0.3, -0.2, 0.8, 0.1, -0.5, 0.6, 0.0, -0.9}, yi[4] = {0.5, -0.1, 0.2, 0.7};
+  double xo[8] = {-0.3, 0.4, 0.2, -0.7, 0.9, 0.1, -0.6, -0.2}, yo[4] = {0.1, 0.3, -0.4, 0.6};
+  sv_plan_bind(pl, xin, xi);
+  sv_plan_bind(pl, yin, yi);
+  sv_plan_bind(pl, xout, xo);
+  sv_plan_bind(pl, yout, yo);
+  gsl_rng *r = rng_new(11);
+  sv_params_init_glorot(p, r);
+  double *th = sv_params_data(p);
+  size_t n = sv_params_count(p);
+  ck_assert_int_eq(sv_plan_run(pl), 0);
+  double *mg = malloc(n * sizeof *mg), *fg = malloc(n * sizeof *fg);
+  memcpy(mg, sv_plan_value(pl, meta), n * sizeof *mg);
+  memcpy(fg, sv_plan_value(pl, fo), n * sizeof *fg);
+  double maxerr = 0, maxg = 0, diff = 0, dn = 0;
+  for (size_t k = 0; k < n; k++) {
+    double t0 = th[k];
+    th[k] = t0 + h;
+    sv_plan_run(pl);
+    double fp = sv_plan_value(pl, lout)[0];
+    th[k] = t0 - h;
+    sv_plan_run(pl);
+    double fm = sv_plan_value(pl, lout)[0];
+    th[k] = t0;
+    double fd = (fp - fm) / (2 * h);
+    maxerr = fmax(maxerr, fabs(fd - mg[k]));
+    maxg = fmax(maxg, fabs(fd));
+    diff += (mg[k] - fg[k]) * (mg[k] - fg[k]);
+    dn += mg[k] * mg[k];
+  }
+  ck_assert_msg(maxerr <= 1e-8 * maxg, "meta-gradient vs differences: max error %.3g (max |g| %.3g)",
+                maxerr, maxg);
+  /* the inner step's second-order term is not negligible here */
+  ck_assert_msg(sqrt(diff / dn) > 1e-3, "first- and second-order meta-gradients agree to %.3g",
+                sqrt(diff / dn));
+  free(mg), free(fg);
+  sv_plan_free(pl);
+  gsl_rng_free(r);
+  sv_params_free(p);
+  sv_graph_free(g);
+}
+END_TEST
+
 static Suite *nn_suite(void)
 {
   Suite *s = suite_create("nn");
@@ -398,6 +513,10 @@ static Suite *nn_suite(void)
   tcase_add_loop_test(tc, test_mlp_hand, 0, 2);
   tcase_add_test(tc, test_activation_names);
   tcase_add_test(tc, test_nn_errors);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("functional");
+  tcase_add_test(tc, test_params_node_same_values);
+  tcase_add_test(tc, test_maml_meta_gradient);
   suite_add_tcase(s, tc);
   return s;
 }

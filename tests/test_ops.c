@@ -1503,6 +1503,216 @@ START_TEST(test_layer_norm)
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* 2-D convolution and max-pooling                                     */
+/* ------------------------------------------------------------------ */
+
+/* The direct sum, independent of the library's im2col. */
+static void conv2d_ref(const shp *xs, const double *x, const shp *ws, const double *w, int s, int pad,
+                       shp *ys, double *y)
+{
+  int nb = xs->d[0], C = xs->d[1], H = xs->d[2], W = xs->d[3];
+  int O = ws->d[0], kh = ws->d[2], kw = ws->d[3];
+  int Ho = (H + 2 * pad - kh) / s + 1, Wo = (W + 2 * pad - kw) / s + 1;
+  ys->nd = 4;
+  ys->d[0] = nb, ys->d[1] = O, ys->d[2] = Ho, ys->d[3] = Wo;
+  for (int b = 0; b < nb; b++)
+    for (int o = 0; o < O; o++)
+      for (int i = 0; i < Ho; i++)
+        for (int j = 0; j < Wo; j++) {
+          double acc = 0;
+          for (int c = 0; c < C; c++)
+            for (int p = 0; p < kh; p++)
+              for (int q = 0; q < kw; q++) {
+                int yy = i * s + p - pad, xx = j * s + q - pad;
+                if (yy >= 0 && yy < H && xx >= 0 && xx < W)
+                  acc += w[((o * C + c) * kh + p) * kw + q] * x[((b * C + c) * H + yy) * W + xx];
+              }
+          y[((b * O + o) * Ho + i) * Wo + j] = acc;
+        }
+}
+
+static sv_node *build_conv2d(const opcase *c, sv_node *const *x) { return sv_conv2d(x[0], x[1], c->start, c->len); }
+
+static void ref_conv2d(const opcase *c, int batch, const shp *xs, const double *const *x, shp *ys,
+                       double *y)
+{
+  (void)batch;
+  conv2d_ref(&xs[0], x[0], &xs[1], x[1], c->start, c->len, ys, y);
+}
+
+static const struct {
+  shp x, w;
+  int stride, pad;
+} conv_cases[] = {
+  {{4, {B, 2, 5, 5}}, {4, {3, 2, 3, 3}}, 1, 1}, {{4, {B, 2, 5, 5}}, {4, {3, 2, 3, 3}}, 2, 0},
+  {{4, {B, 2, 5, 4}}, {4, {2, 2, 2, 3}}, 2, 1}, {{4, {2, 1, 4, 6}}, {4, {3, 1, 1, 1}}, 1, 0},
+  {{4, {1, 3, 4, 4}}, {4, {2, 3, 5, 5}}, 1, 2}, {{4, {B, 1, 3, 3}}, {4, {2, 1, 3, 3}}, 3, 1},
+};
+#define NCONV ((int)(sizeof conv_cases / sizeof conv_cases[0]))
+
+START_TEST(test_conv2d)
+{
+  opcase c = {0};
+  c.nx = 2;
+  c.x[0] = conv_cases[_i].x;
+  c.x[1] = conv_cases[_i].w;
+  c.start = conv_cases[_i].stride;
+  c.len = conv_cases[_i].pad;
+  c.lo = -1;
+  c.hi = 1;
+  c.build = build_conv2d;
+  c.ref = ref_conv2d;
+  char nm[64];
+  snprintf(nm, sizeof nm, "conv2d(stride %d, pad %d)", c.start, c.len);
+  name_case(&c, nm);
+  check(&c);
+}
+END_TEST
+
+/* At a size the harness cannot difference element by element: the values
+   and both adjoints against direct sums (the adjoints as sums over the
+   definition: dx = sum_o w * G shifted, dw = sum_b G * x shifted). */
+START_TEST(test_conv2d_large)
+{
+  static const int cfg[][2] = {{1, 2}, {2, 2}, {1, 0}};
+  int st = cfg[_i][0], pad = cfg[_i][1];
+  shp xs = {4, {3, 4, 9, 7}}, ws = {4, {5, 4, 5, 5}}, ys;
+  size_t nx = shp_count(&xs), nw = shp_count(&ws);
+  double *x = malloc(nx * sizeof *x), *w = malloc(nw * sizeof *w), *y = malloc(4096 * sizeof *y);
+  double *G = malloc(4096 * sizeof *G), *dx = calloc(nx, sizeof *dx), *dw = calloc(nw, sizeof *dw);
+  gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+  for (size_t k = 0; k < nx; k++)
+    x[k] = 2 * gsl_rng_uniform(rng) - 1;
+  for (size_t k = 0; k < nw; k++)
+    w[k] = 2 * gsl_rng_uniform(rng) - 1;
+  conv2d_ref(&xs, x, &ws, w, st, pad, &ys, y);
+  size_t ny = shp_count(&ys);
+  for (size_t k = 0; k < ny; k++)
+    G[k] = 2 * gsl_rng_uniform(rng) - 1;
+  int C = 4, H = 9, W = 7, O = 5, K = 5, Ho = ys.d[2], Wo = ys.d[3];
+  for (int b = 0; b < 3; b++)
+    for (int o = 0; o < O; o++)
+      for (int i = 0; i < Ho; i++)
+        for (int j = 0; j < Wo; j++)
+          for (int c2 = 0; c2 < C; c2++)
+            for (int p = 0; p < K; p++)
+              for (int q = 0; q < K; q++) {
+                int yy = i * st + p - pad, xx = j * st + q - pad;
+                if (yy < 0 || yy >= H || xx < 0 || xx >= W)
+                  continue;
+                double g = G[((b * O + o) * Ho + i) * Wo + j];
+                dx[((b * C + c2) * H + yy) * W + xx] += g * w[((o * C + c2) * K + p) * K + q];
+                dw[((o * C + c2) * K + p) * K + q] += g * x[((b * C + c2) * H + yy) * W + xx];
+              }
+
+  sv_graph *gr = sv_graph_new();
+  sv_node *xn = sv_input(gr, "x", 4, xs.d), *wn = sv_input(gr, "w", 4, ws.d), *gn = sv_input(gr, "G", 4, ys.d);
+  sv_node *yn = sv_conv2d(xn, wn, st, pad), *d[2];
+  ck_assert_msg(yn != NULL, "%s", sv_graph_error(gr));
+  sv_node *xin[2] = {xn, wn};
+  ck_assert_int_eq(sv_vjp(yn, gn, 2, xin, d), 0);
+  sv_node *outs[3] = {yn, d[0], d[1]};
+  sv_plan *pl = sv_compile(gr, 3, outs, 1);
+  ck_assert_msg(pl != NULL, "%s", sv_errmsg());
+  sv_plan_bind(pl, xn, x);
+  sv_plan_bind(pl, wn, w);
+  sv_plan_bind(pl, gn, G);
+  ck_assert_int_eq(sv_plan_run(pl), 0);
+  expect_close("conv2d large", "y", sv_plan_value(pl, yn), y, ny, 1e-12);
+  expect_close("conv2d large", "dx", sv_plan_value(pl, d[0]), dx, nx, 1e-12);
+  expect_close("conv2d large", "dw", sv_plan_value(pl, d[1]), dw, nw, 1e-12);
+  sv_plan_free(pl);
+  sv_graph_free(gr);
+  gsl_rng_free(rng);
+  free(x), free(w), free(y), free(G), free(dx), free(dw);
+}
+END_TEST
+
+START_TEST(test_conv2d_errors)
+{
+  sv_graph *g = sv_graph_new();
+  int dx[4] = {SV_BATCH, 2, 5, 5}, dw[4] = {3, 4, 3, 3}, dw2[4] = {3, 2, 7, 7};
+  sv_node *x = sv_input(g, "x", 4, dx);
+  ck_assert_ptr_null(sv_conv2d(x, sv_input(g, "w", 4, dw), 1, 0));
+  ck_assert_msg(strstr(sv_graph_error(g), "has 2 channels"), "%s", sv_graph_error(g));
+  sv_graph_free(g);
+  g = sv_graph_new();
+  x = sv_input(g, "x", 4, dx);
+  ck_assert_ptr_null(sv_conv2d(x, sv_input(g, "w", 4, dw2), 1, 0));
+  ck_assert_msg(strstr(sv_graph_error(g), "does not fit"), "%s", sv_graph_error(g));
+  sv_graph_free(g);
+}
+END_TEST
+
+static sv_node *build_maxpool(const opcase *c, sv_node *const *x) { return sv_maxpool2d(x[0], c->m); }
+
+static void ref_maxpool(const opcase *c, int batch, const shp *xs, const double *const *x, shp *ys,
+                        double *y)
+{
+  (void)batch;
+  int k = c->m, H = xs[0].d[2], W = xs[0].d[3], Ho = H / k, Wo = W / k;
+  *ys = xs[0];
+  ys->d[2] = Ho, ys->d[3] = Wo;
+  for (int pl = 0; pl < xs[0].d[0] * xs[0].d[1]; pl++)
+    for (int i = 0; i < Ho; i++)
+      for (int j = 0; j < Wo; j++) {
+        double m = -INFINITY;
+        for (int p = 0; p < k; p++)
+          for (int q = 0; q < k; q++)
+            m = fmax(m, x[0][(pl * H + i * k + p) * W + j * k + q]);
+        y[(pl * Ho + i) * Wo + j] = m;
+      }
+}
+
+static const struct {
+  shp x;
+  int k;
+} pool_cases[] = {
+  {{4, {B, 2, 4, 4}}, 2}, {{4, {2, 3, 5, 6}}, 2}, {{4, {B, 1, 6, 7}}, 3}, {{4, {1, 2, 3, 3}}, 1},
+};
+#define NPOOL ((int)(sizeof pool_cases / sizeof pool_cases[0]))
+
+START_TEST(test_maxpool2d)
+{
+  opcase c = {0};
+  c.nx = 1;
+  c.x[0] = pool_cases[_i].x;
+  c.m = pool_cases[_i].k;
+  c.lo = -2;
+  c.hi = 2;
+  c.build = build_maxpool;
+  c.ref = ref_maxpool;
+  char nm[64];
+  snprintf(nm, sizeof nm, "maxpool2d(%d)", c.m);
+  name_case(&c, nm);
+  check(&c);
+}
+END_TEST
+
+/* Ties: the first maximum of the window (row-major) gets the adjoint. */
+START_TEST(test_maxpool2d_ties)
+{
+  sv_graph *g = sv_graph_new();
+  int d[4] = {1, 1, 2, 4};
+  sv_node *x = sv_input(g, "x", 4, d);
+  sv_node *m = sv_maxpool2d(x, 2), *dx = sv_grad(sv_sum(m), x);
+  sv_node *outs[2] = {m, dx};
+  sv_plan *pl = sv_compile(g, 2, outs, 1);
+  ck_assert_msg(pl != NULL, "%s", sv_errmsg());
+  double xd[8] = {1, 2, 7, 7, 2, 0, 7, 1};
+  sv_plan_bind(pl, x, xd);
+  ck_assert_int_eq(sv_plan_run(pl), 0);
+  const double *mv = sv_plan_value(pl, m), *gv = sv_plan_value(pl, dx);
+  ck_assert(mv[0] == 2 && mv[1] == 7);
+  double want[8] = {0, 1, 1, 0, 0, 0, 0, 0};
+  for (int k = 0; k < 8; k++)
+    ck_assert_msg(gv[k] == want[k], "dpool/dx[%d] = %g, expected %g", k, gv[k], want[k]);
+  sv_plan_free(pl);
+  sv_graph_free(g);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 /* causal convolution along time (FFT)                                 */
 /* ------------------------------------------------------------------ */
 
@@ -1679,6 +1889,11 @@ static Suite *ops_suite(void)
   add_loop(s, "onehot", test_onehot, 3);
   add_loop(s, "xent_bad_labels", test_xent_bad_labels, 1);
   add_loop(s, "layer_norm", test_layer_norm, NLN);
+  add_loop(s, "conv2d", test_conv2d, NCONV);
+  add_loop(s, "conv2d_large", test_conv2d_large, 3);
+  add_loop(s, "conv2d_errors", test_conv2d_errors, 1);
+  add_loop(s, "maxpool2d", test_maxpool2d, NPOOL);
+  add_loop(s, "maxpool2d_ties", test_maxpool2d_ties, 1);
   add_loop(s, "causal_conv", test_causal_conv, NCCONV);
   add_loop(s, "leaves", test_leaves, 2);
   add_loop(s, "grad_independent", test_grad_independent, 1);

@@ -171,6 +171,18 @@ SV_API sv_node *sv_scatter_add_rows(sv_node *a, int m, const int *idx, int nrows
 SV_API sv_node *sv_onehot(sv_node *labels, int nclasses);
 
 /*
+ * Convolution and pooling, NCHW. conv2d: x [B, Cin, H, W] with filters
+ * w [Cout, Cin, kh, kw] (any node: weights may be computed), stride and
+ * zero padding on both axes -> [B, Cout, (H + 2 pad - kh) / stride + 1,
+ * (W + 2 pad - kw) / stride + 1]; the cross-correlation deep-learning
+ * libraries call convolution (no kernel flip). maxpool2d: k x k windows,
+ * stride k, a partial last window dropped; the subgradient goes to the
+ * first maximum of each window (row-major).
+ */
+SV_API sv_node *sv_conv2d(sv_node *x, sv_node *w, int stride, int pad);
+SV_API sv_node *sv_maxpool2d(sv_node *x, int k);
+
+/*
  * Classifier losses and normalisation.
  * log_softmax: x - logsumexp(x) along an axis (not the batch axis).
  * softmax_xent: logits [..., C] (classes last) against labels [...] (class
@@ -249,6 +261,19 @@ SV_API int sv_params_set_kind(sv_params *p, sv_node *param, sv_param_kind kind,
                               int fan_in, int fan_out);
 /* Glorot (Xavier) uniform for weights, zero for biases, from the RNG. */
 SV_API int sv_params_init_glorot(sv_params *p, gsl_rng *rng);
+/* The index of the block named `name`, or -1. */
+SV_API int sv_params_find(const sv_params *p, const char *name);
+
+/*
+ * Functional parameters: a network evaluated at a node theta instead of the
+ * vector's values (MAML's theta' = theta - alpha grad L(theta)).
+ * sv_params_node: the whole vector as one [n] node of graph g, the blocks
+ * concatenated in order; its derivatives are the params' derivatives.
+ * sv_params_view: block `block` of a [n] node theta, in the block's shape.
+ * Declare every block before taking views (the length must not change).
+ */
+SV_API sv_node *sv_params_node(sv_graph *g, sv_params *p);
+SV_API sv_node *sv_params_view(sv_params *p, sv_node *theta, const char *block);
 
 /* ------------------------------------------------------------------ */
 /* Networks                                                            */
@@ -268,6 +293,14 @@ SV_API sv_node *sv_dense(sv_params *p, const char *name, sv_node *x, int nout,
 /* depth hidden layers of `width` with act, then a linear layer to nout. */
 SV_API sv_node *sv_mlp(sv_params *p, const char *name, sv_node *x, int width,
                        int depth, int nout, sv_activation act);
+/* The same layers evaluated at theta, a [n] node laid out as p (see
+   sv_params_view); theta NULL means p's own values. The blocks are found by
+   name and declared (as sv_dense would) when p does not have them yet, so
+   a network can be built at theta and again at theta' with shared blocks. */
+SV_API sv_node *sv_dense_at(sv_params *p, sv_node *theta, const char *name, sv_node *x, int nout,
+                            sv_activation act);
+SV_API sv_node *sv_mlp_at(sv_params *p, sv_node *theta, const char *name, sv_node *x, int width,
+                          int depth, int nout, sv_activation act);
 
 /* ------------------------------------------------------------------ */
 /* Objectives and optimizers                                           */
