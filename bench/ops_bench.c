@@ -24,7 +24,6 @@
  *        ops_bench -list
  * Prints "c_rates r1 r2 ..." (steps per second of each repeat) and
  * "c_steps_per_second M" (their median). OPENBLAS_NUM_THREADS applies.
- * Exit status 3: the case is not in this build (conv2d before sv_conv2d).
  */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L /* clock_gettime under -std=c11 */
@@ -38,11 +37,6 @@
 #include <time.h>
 
 #include <gsl/gsl_rng.h>
-
-/* sv_conv2d is being written on main (core/ops/conv.c); until it is merged
-   into this branch the conv2d case is listed but refuses to run (run.sh
-   then skips it). Set to 1 with the merge. */
-#define HAVE_SV_CONV2D 0
 
 #define MAXARR 6
 
@@ -158,7 +152,6 @@ static int build_xent4096(bcase *bc, gsl_rng *r) { return build_xent(bc, r, 4096
 
 static int build_conv2d(bcase *bc, gsl_rng *r)
 {
-#if HAVE_SV_CONV2D
   enum { B = 64, CI = 128, CO = 128, HW = 18, KS = 5 };
   int xd[4] = {SV_BATCH, CI, HW, HW}, wd[4] = {CO, CI, KS, KS}, yd[4] = {SV_BATCH, CO, HW, HW};
   bc->batch = B;
@@ -179,12 +172,6 @@ static int build_conv2d(bcase *bc, gsl_rng *r)
   bc->steps = 3;
   bc->repeats = 5;
   return 0;
-#else
-  (void)bc, (void)r;
-  fprintf(stderr, "ops_bench: conv2d: sv_conv2d is not in this libsolver yet (HAVE_SV_CONV2D 0 in "
-                  "bench/ops_bench.c)\n");
-  return 1;
-#endif
 }
 
 static const struct {
@@ -309,10 +296,7 @@ int main(int argc, char **argv)
     return 1;
   }
   gsl_rng_set(rng, 20261201UL);
-  int rc = cases[ci].build(&bc, rng);
-  if (rc > 0)
-    return 3; /* the case is not available in this build */
-  if (rc < 0 || sv_graph_error(bc.g)) {
+  if (cases[ci].build(&bc, rng) < 0 || sv_graph_error(bc.g)) {
     fprintf(stderr, "ops_bench: %s: building the graph: %s\n", bc.name,
             sv_graph_error(bc.g) ? sv_graph_error(bc.g) : sv_errmsg());
     return 1;
