@@ -169,7 +169,7 @@ static int build_conv2d(bcase *bc, gsl_rng *r)
   add_output(bc, "dx", d[0]);
   add_output(bc, "dW", d[1]);
   add_output(bc, "y", y);
-  bc->steps = 3;
+  bc->steps = 2;
   bc->repeats = 5;
   return 0;
 }
