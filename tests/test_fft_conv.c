@@ -219,6 +219,8 @@ START_TEST(test_shape_errors)
     {1, {8}, 2, {1, 8}, "causal_conv: u is [8]; it must be [B, L, H] or [L, H]"},
     {4, {2, 2, 8, 3}, 2, {3, 8}, "causal_conv: u is [2,2,8,3]; it must be [B, L, H] or [L, H]"},
     {2, {SV_BATCH, 3}, 2, {3, 1}, "causal_conv: u is [B,3]; it must be [B, L, H] or [L, H]"},
+    {2, {(1 << 28) + 1, 1}, 2, {1, (1 << 28) + 1},
+     "causal_conv: u [268435457,1]: sequences of 268435457 steps are longer than the 268435456"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     sv_graph *g = sv_graph_new();

@@ -203,7 +203,9 @@ SV_API sv_node *sv_layer_norm_affine(sv_node *x, int naxes, double eps, sv_node 
  * state-space models), through FFTW: u [B, L, H] (B may be SV_BATCH) or
  * [L, H], k [H, L] (one kernel per channel), y of u's shape with
  *   y[b, l, h] = sum_{j <= l} k[h, j] u[b, l - j, h].
- * Differentiable to any order in both u and k.
+ * Differentiable to any order in both u and k. Compiling a plan with it
+ * runs FFTW's planner (FFTW_MEASURE, up to about a second for long
+ * sequences), which is not thread-safe: compile from one thread at a time.
  */
 SV_API sv_node *sv_causal_conv(sv_node *u, sv_node *k);
 

@@ -54,6 +54,7 @@ enum { FC_CONV, FC_DU, FC_DK };
 /* Scratch rows per chunk: S rows of ld doubles in about this many bytes. */
 #define FC_CHUNK_BYTES (256u * 1024u)
 #define FC_ALIGN 8 /* doubles: 64 bytes, AVX-512's alignment (FFTW's largest) */
+#define FC_MAX_L (1 << 28)
 
 /* The smallest 2^a 3^b 5^c 7^d >= m (m >= 1). */
 static int fast_length(int m)
@@ -433,6 +434,9 @@ static sv_node *conv_node(int mode, sv_node *a, sv_node *b)
   if (!time_shape(&a->shape, &L, &H))
     return sv__graph_fail(g, "%s: %s is %s; it must be [B, L, H] or [L, H] (time on the axis "
                              "before the channels)", nm, ra, sa);
+  if (L > FC_MAX_L) /* the transform length is an int for FFTW */
+    return sv__graph_fail(g, "%s: %s %s: sequences of %d steps are longer than the %d of one "
+                             "transform", nm, ra, sa, L, FC_MAX_L);
   if (mode == FC_DK) {
     /* G and u: the same time-side shape */
     if (!sv__shape_equal(&a->shape, &b->shape))
