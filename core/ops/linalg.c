@@ -5,15 +5,30 @@
 
 #include <cblas.h>
 
-/* ---------- matmul: op(a) op(b), op = transpose when the flag is set ---------- */
+/* ---------- matmul: op(a) op(b), op = transpose when the flag is set ----------
+ *
+ * a may have leading axes: a [..., k] x b [k, n] -> [..., n], the leading
+ * axes being rows (a stack of jets [B, J, k] times a weight matrix); with
+ * transpose_a, a [..., m] and b [..., n] with the same leading axes give
+ * a^T b [m, n], contracted over all of them (the weight gradient). */
+
+/* Rows of a node: the product of all axes but the last (resolved). */
+static int rows_of(const sv_shape *s)
+{
+  int r = 1;
+  for (int i = 0; i < s->ndim - 1; i++)
+    r *= s->d[i];
+  return r;
+}
 
 static int matmul_kernel(const sv_kctx *k)
 {
   const sv_shape *sa = sv__kshape(k, 0), *sb = sv__kshape(k, 1);
   int ta = k->n->ia[0], tb = k->n->ia[1];
-  int M = k->ys->d[0], N = k->ys->d[1], K = ta ? sa->d[0] : sa->d[1];
+  int lda = sa->d[sa->ndim - 1], ldb = sb->d[sb->ndim - 1];
+  int N = k->ys->d[k->ys->ndim - 1], M = rows_of(k->ys), K = ta ? rows_of(sa) : lda;
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K,
-              1.0, sv__kin(k, 0), sa->d[1], sv__kin(k, 1), sb->d[1], 0.0, k->y, N);
+              1.0, sv__kin(k, 0), lda, sv__kin(k, 1), ldb, 0.0, k->y, N);
   return 0;
 }
 
@@ -35,31 +50,57 @@ static const sv_opdef op_matmul = {.name = "matmul", .kernel = matmul_kernel, .v
 
 sv_node *sv_matmul(sv_node *a, sv_node *b) { return sv_matmul_t(a, 0, b, 0); }
 
+/* 2-D operands: the four transpose combinations. More axes: a [..., k] x
+   b [k, n] (or b^T [n, k]), or a^T b with matching leading axes. */
 sv_node *sv_matmul_t(sv_node *a, int ta, sv_node *b, int tb)
 {
   sv_node *in[2] = {a, b};
   sv_graph *g = sv__graph_of(2, in);
   if (!g)
     return NULL;
-  if (a->shape.ndim != 2 || b->shape.ndim != 2)
-    return sv__graph_fail(g, "matmul: operands must be 2-D (got %d-D and %d-D)", a->shape.ndim,
-                          b->shape.ndim);
-  int m = ta ? a->shape.d[1] : a->shape.d[0], k = ta ? a->shape.d[0] : a->shape.d[1];
-  int k2 = tb ? b->shape.d[1] : b->shape.d[0], n = tb ? b->shape.d[0] : b->shape.d[1];
+  ta = ta != 0;
+  tb = tb != 0;
   char sa[64], sb[64];
   sv__shape_format(&a->shape, sa, sizeof sa);
   sv__shape_format(&b->shape, sb, sizeof sb);
-  if (k != k2)
-    return sv__graph_fail(g, "matmul: inner dimensions differ: %s%s x %s%s", sa, ta ? "^T" : "", sb,
-                          tb ? "^T" : "");
-  if (n == SV_BATCH)
-    return sv__graph_fail(g, "matmul: %s%s x %s%s would put the batch axis in a column", sa,
-                          ta ? "^T" : "", sb, tb ? "^T" : "");
-  sv_shape s = {2, {m, n, 1, 1}};
+  const sv_shape *as = &a->shape, *bs = &b->shape;
+  if (as->ndim < 2 || bs->ndim < 2)
+    return sv__graph_fail(g, "matmul: operands must have at least 2 axes (got %s and %s)", sa, sb);
+  sv_shape s;
+  if (as->ndim == 2 && bs->ndim == 2) {
+    int m = ta ? as->d[1] : as->d[0], k = ta ? as->d[0] : as->d[1];
+    int k2 = tb ? bs->d[1] : bs->d[0], n = tb ? bs->d[0] : bs->d[1];
+    if (k != k2)
+      return sv__graph_fail(g, "matmul: inner dimensions differ: %s%s x %s%s", sa, ta ? "^T" : "", sb,
+                            tb ? "^T" : "");
+    if (n == SV_BATCH)
+      return sv__graph_fail(g, "matmul: %s%s x %s%s would put the batch axis in a column", sa,
+                            ta ? "^T" : "", sb, tb ? "^T" : "");
+    s = (sv_shape){2, {m, n, 1, 1}};
+  } else if (!ta) {
+    /* rows of a times a 2-D b */
+    int k = as->d[as->ndim - 1];
+    if (bs->ndim != 2 || sv__shape_is_batched(bs))
+      return sv__graph_fail(g, "matmul: %s x %s: with more than 2 axes, b must be a 2-D matrix", sa, sb);
+    int k2 = tb ? bs->d[1] : bs->d[0], n = tb ? bs->d[0] : bs->d[1];
+    if (k != k2)
+      return sv__graph_fail(g, "matmul: inner dimensions differ: %s x %s%s", sa, sb, tb ? "^T" : "");
+    s = *as;
+    s.d[s.ndim - 1] = n;
+  } else {
+    /* a^T b over the common leading axes */
+    int same = !tb && as->ndim == bs->ndim;
+    for (int j = 0; same && j < as->ndim - 1; j++)
+      same = as->d[j] == bs->d[j];
+    if (!same)
+      return sv__graph_fail(g, "matmul: %s^T x %s%s: a^T b with more than 2 axes needs the same "
+                               "leading axes and no transposed b", sa, sb, tb ? "^T" : "");
+    s = (sv_shape){2, {as->d[as->ndim - 1], bs->d[bs->ndim - 1], 1, 1}};
+  }
   sv_node *r = sv__node_new(g, &op_matmul, 2, in, &s);
   if (r) {
-    r->ia[0] = ta != 0;
-    r->ia[1] = tb != 0;
+    r->ia[0] = ta;
+    r->ia[1] = tb;
   }
   return r;
 }

@@ -110,6 +110,10 @@ SV_HIDDEN int sv__axis(int axis, int ndim);
 
 /* Sum c down to the shape of `input` (the adjoint of broadcasting). */
 SV_HIDDEN sv_node *sv__unbroadcast(sv_node *c, const sv_node *input);
+/* sv_vjp with the targets taken as independent variables (no adjoint flows
+   from one target into another it is computed from): the rule of a fused
+   op can be the reverse mode of the same formula written in ops. */
+SV_HIDDEN int sv__vjp_partial(sv_node *y, sv_node *seed, int nx, sv_node *const *x, sv_node **out);
 /* Zeros of a shape (a broadcast scalar: no storage). */
 SV_HIDDEN sv_node *sv__zeros(sv_graph *g, const sv_shape *s);
 
