@@ -234,6 +234,15 @@ void sv_plan_free(sv_plan *p)
 {
   if (!p)
     return;
+  /* the ops' state first: its release reads the step list */
+  if (p->state) {
+    for (int s = 0; s < p->nsteps; s++) {
+      int id = p->steps[s];
+      if (p->state[id] && p->g->nodes[id]->op->release)
+        p->g->nodes[id]->op->release(p->state[id]);
+    }
+    free(p->state);
+  }
   free(p->buf);
   free(p->kind);
   free(p->off);
@@ -245,14 +254,6 @@ void sv_plan_free(sv_plan *p)
   free(p->bound);
   free(p->visible);
   free(p->src);
-  if (p->state) {
-    for (int s = 0; s < p->nsteps; s++) {
-      int id = p->steps[s];
-      if (p->state[id] && p->g->nodes[id]->op->release)
-        p->g->nodes[id]->op->release(p->state[id]);
-    }
-    free(p->state);
-  }
   free(p->work);
   free(p);
 }

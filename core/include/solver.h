@@ -203,6 +203,17 @@ SV_API sv_node *sv_layer_norm_affine(sv_node *x, int naxes, double eps, sv_node 
                                      sv_node *shift);
 
 /*
+ * Causal depthwise convolution along time (the long convolution of
+ * state-space models), through FFTW: u [B, L, H] (B may be SV_BATCH) or
+ * [L, H], k [H, L] (one kernel per channel), y of u's shape with
+ *   y[b, l, h] = sum_{j <= l} k[h, j] u[b, l - j, h].
+ * Differentiable to any order in both u and k. Compiling a plan with it
+ * runs FFTW's planner (FFTW_MEASURE, up to about a second for long
+ * sequences), which is not thread-safe: compile from one thread at a time.
+ */
+SV_API sv_node *sv_causal_conv(sv_node *u, sv_node *k);
+
+/*
  * Reverse-mode derivatives, built as graph nodes.
  * sv_vjp: for each x[i], the node sum_j seed_j * d y_j / d x[i] (shape of
  * x[i]); seed NULL means all ones. A node y does not depend on gives zeros.
