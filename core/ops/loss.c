@@ -69,7 +69,23 @@ sv_node *sv_log_softmax(sv_node *a, int axis)
 /* ---------- softmax_xent: logsumexp(z) - z[label] per row ----------
  * z [..., C] (classes on the last axis), labels [...] holding class
  * indices as doubles; the loss per row, [...]. d/dz: G (softmax(z) -
- * onehot(label)); the labels only select (nodiff). */
+ * onehot(label)), one fused node below; the labels only select (nodiff). */
+
+/* log sum exp of a contiguous row, the exps vectorised through e (n). */
+static double lse_row(const double *z, size_t n, double *e)
+{
+  double m = -INFINITY, sum = 0;
+  for (size_t j = 0; j < n; j++)
+    m = fmax(m, z[j]);
+  if (isinf(m))
+    return m;
+  for (size_t j = 0; j < n; j++)
+    e[j] = z[j] - m;
+  sv__vexp(e, e, n);
+  for (size_t j = 0; j < n; j++)
+    sum += e[j];
+  return m + log(sum);
+}
 
 static int softmax_xent_kernel(const sv_kctx *k)
 {
@@ -80,15 +96,20 @@ static int softmax_xent_kernel(const sv_kctx *k)
     if (sv__label_check("softmax_xent", lab[r], r, (int)C) < 0)
       return -1;
     const double *zr = z + r * C;
-    k->y[r] = lse_strided(zr, C, 1) - zr[(size_t)lab[r]];
+    k->y[r] = lse_row(zr, C, k->work) - zr[(size_t)lab[r]];
   }
   return 0;
 }
 
-static sv_node *softmax_xent_vjp(sv_node *n, int i, sv_node *G)
+static size_t softmax_xent_work(const sv_plan *p, const sv_node *n)
 {
-  (void)i;
-  sv_node *z = n->in[0], *labels = n->in[1];
+  const sv_shape *s = &p->shape[n->in[0]->id];
+  return (size_t)s->d[s->ndim - 1];
+}
+
+/* The adjoint in ops: G (softmax(z) - onehot(labels)), G reshaped [..., 1]. */
+static sv_node *xent_back_ops(sv_node *G, sv_node *z, sv_node *labels)
+{
   int C = z->shape.d[z->shape.ndim - 1];
   sv_shape keep = z->shape;
   keep.d[keep.ndim - 1] = 1;
@@ -96,8 +117,63 @@ static sv_node *softmax_xent_vjp(sv_node *n, int i, sv_node *G)
   return sv_mul(sv_reshape(G, keep.ndim, keep.d), sv_sub(p, sv_onehot(labels, C)));
 }
 
+/* ---------- softmax_xent_back(G, z, labels): that adjoint as one node ----------
+ * one exp per logit (kept in scratch between the sum and the quotient),
+ * vectorised; its own rule is the reverse mode of xent_back_ops. */
+
+static int xent_back_kernel(const sv_kctx *k)
+{
+  const double *G = sv__kin(k, 0), *z = sv__kin(k, 1), *lab = sv__kin(k, 2);
+  size_t C = (size_t)k->ys->d[k->ys->ndim - 1], rows = k->ny / C;
+  double *e = k->work;
+  for (size_t r = 0; r < rows; r++) {
+    if (sv__label_check("softmax_xent", lab[r], r, (int)C) < 0)
+      return -1;
+    const double *zr = z + r * C;
+    double *out = k->y + r * C, m = -INFINITY, sum = 0;
+    for (size_t j = 0; j < C; j++)
+      m = fmax(m, zr[j]);
+    for (size_t j = 0; j < C; j++)
+      e[j] = zr[j] - m;
+    sv__vexp(e, e, C);
+    for (size_t j = 0; j < C; j++)
+      sum += e[j];
+    double g = G[r] / sum;
+    for (size_t j = 0; j < C; j++)
+      out[j] = g * e[j];
+    out[(size_t)lab[r]] -= G[r];
+  }
+  return 0;
+}
+
+static size_t xent_back_work(const sv_plan *p, const sv_node *n)
+{
+  const sv_shape *s = &p->shape[n->id];
+  return (size_t)s->d[s->ndim - 1];
+}
+
+static sv_node *xent_back_vjp(sv_node *n, int i, sv_node *H)
+{
+  sv_node *x[3] = {n->in[0], n->in[1], n->in[2]}, *out[3];
+  sv_node *f = xent_back_ops(x[0], x[1], x[2]);
+  if (!f || sv__vjp_partial(f, H, 3, x, out) < 0)
+    return sv__graph_fail(n->g, "softmax_xent_back: %s", sv_errmsg());
+  return out[i];
+}
+
+static const sv_opdef op_xent_back = {.name = "softmax_xent_back", .kernel = xent_back_kernel,
+                                      .vjp = xent_back_vjp, .work = xent_back_work, .nodiff = 4};
+
+static sv_node *softmax_xent_vjp(sv_node *n, int i, sv_node *G)
+{
+  (void)i;
+  sv_node *in[3] = {G, n->in[0], n->in[1]};
+  return sv__node_new(n->g, &op_xent_back, 3, in, &n->in[0]->shape);
+}
+
 static const sv_opdef op_softmax_xent = {.name = "softmax_xent", .kernel = softmax_xent_kernel,
-                                         .vjp = softmax_xent_vjp, .nodiff = 2};
+                                         .vjp = softmax_xent_vjp, .work = softmax_xent_work,
+                                         .nodiff = 2};
 
 sv_node *sv_softmax_xent(sv_node *logits, sv_node *labels)
 {
