@@ -364,6 +364,8 @@ static int accretion_run(sv_run *r, void *state)
               tr.total_seconds, tr.adam_steps, tr.adam_seconds,
               a->softadapt ? " with SoftAdapt" : "", pinn_second_name(a->o.second),
               tr.second_steps, tr.second_seconds);
+  if (pinn_model_trust(a->m, NULL) < 0)
+    goto done;
   rc = 0;
 done:
   free(rs), free(rho_v), free(v_v), free(rho_r), free(v_r), free(res1), free(res2);

@@ -87,6 +87,7 @@ static int hyperg_setup(sv_run *r, void **state)
   s.o.adam_steps = 500;
   s.o.adam_lr = 1e-2;
   s.o.lm_steps = 1500;
+  s.o.declare_continuation = 1;
   if (pinn_opts_declare(r, &s.o) < 0)
     return -1;
   hyperg_state *st = malloc(sizeof *st);
@@ -131,7 +132,7 @@ static int hyperg_reference(const hyperg_state *s, int n, const double *x, doubl
   return rc;
 }
 
-static int hyperg_build(pinn_model *m, const hyperg_state *s)
+static int hyperg_build(sv_run *r, pinn_model *m, const hyperg_state *s)
 {
   sv_node *x = pinn_model_input(m);
   sv_node *N = pinn_model_net(m, "net", pinn_normalize(x, 0.0, s->x_max));
@@ -145,6 +146,15 @@ static int hyperg_build(pinn_model *m, const hyperg_state *s)
   sv_node *res = sv_sub(sv_add(sv_mul(x1mx, d2y), sv_mul(coef, dy)), sv_scale(y, s->a * s->b));
   if (pinn_model_add_output(m, "y", y) < 0 || pinn_model_add_residual(m, "ode", res) < 0)
     return -1;
+  if (s->x_max > 1) {
+    /* the continuation across x = 1 (pinn.h, "Regular singular points") */
+    pinn_linear_ode ode = {2, {0, 1, -1}, {s->c, -(s->a + s->b + 1)}, {-s->a * s->b}};
+    pinn_frobenius f;
+    char what[512];
+    if (pinn_model_add_frobenius(m, "x1", y, &ode, 1.0, &f) < 0)
+      return -1;
+    sv_log(r, "singular point %s", pinn_frobenius_describe(&f, what, sizeof what));
+  }
   return 0;
 }
 
@@ -159,7 +169,7 @@ static int hyperg_run(sv_run *r, void *state)
   pinn_model *m = pinn_model_new(r, o, 0.0, s->x_max, crosses ? 1 : 0, &one);
   if (!m)
     return -1;
-  if (hyperg_build(m, s) < 0)
+  if (hyperg_build(r, m, s) < 0)
     goto done;
   sv_log(r, "hypergeometric (a, b, c) = (%g, %g, %g) on [0, %g]: %d x %d %s network, "
          "%zu parameters, %d points", s->a, s->b, s->c, s->x_max, o->depth, o->width,
@@ -213,6 +223,8 @@ static int hyperg_run(sv_run *r, void *state)
   else
     sv_headline(r, "  vs 2F1 (GSL) on %d points: relative L2 error %.2e, max |error| %.2e, "
                 "max |residual| %.2e", ne, e.rel_l2, e.max_abs, rmax);
+  if (pinn_model_trust(m, NULL) < 0)
+    goto done;
   rc = 0;
 done:
   free(xe);

@@ -163,6 +163,8 @@ static int legendre_run(sv_run *r, void *state)
   pinn_headline_training(r, o, &tr);
   sv_headline(r, "  vs P_%d (GSL) on %d points: relative L2 error %.2e, max |error| %.2e, "
               "max |residual| %.2e", s->n, ne, e.rel_l2, e.max_abs, rmax);
+  if (pinn_model_trust(m, NULL) < 0)
+    goto done;
   rc = 0;
 done:
   free(xe);
