@@ -63,6 +63,7 @@ void pinn_opts_defaults(pinn_opts *o)
   o->frobenius_window = 0.5;
   o->frobenius_points = 48;
   o->frobenius_weight = 1;
+  o->left_steps = 0;
   o->trust_between = 100;
 }
 
@@ -145,7 +146,10 @@ int pinn_opts_declare(sv_run *r, pinn_opts *o)
                   "matching points in the window (both sides together)",
                   &o->frobenius_points) < 0 ||
        sv_opt_real(r, "-frobenius_weight", o->frobenius_weight,
-                   "weight of the matching residual in the loss", &o->frobenius_weight) < 0))
+                   "weight of the matching residual in the loss", &o->frobenius_weight) < 0 ||
+       sv_opt_int(r, "-left_steps", o->left_steps,
+                  "Levenberg-Marquardt steps on the domain up to the first singular point "
+                  "inside it, before the whole domain (0: none)", &o->left_steps) < 0))
     return -1;
 
   if (sv_activation_parse(act, &o->act) < 0)
@@ -197,7 +201,8 @@ int pinn_opts_declare(sv_run *r, pinn_opts *o)
       check_range_int("-lbfgs_steps", o->lbfgs_steps, 0, MAX_STEPS, NULL) < 0 ||
       check_range_int("-eval_points", o->eval_points, 2, MAX_EVAL, NULL) < 0 ||
       check_range_int("-frobenius_points", o->frobenius_points, 4, MAX_POINTS,
-                      "at least two points on each side") < 0)
+                      "at least two points on each side") < 0 ||
+      check_range_int("-left_steps", o->left_steps, 0, MAX_STEPS, NULL) < 0)
     return -1;
   if (!(o->adam_lr > 0) || !isfinite(o->adam_lr))
     return sv_fail("option -adam_lr = %g: must be a positive number", o->adam_lr);
@@ -781,7 +786,7 @@ static int small_lsq(int n, int nb, double *const *U, const double *y, double *c
 
 /* The matching coefficients that fit the current network best (every rank
    alike: all points, evaluated everywhere). */
-static int fit_matching(pinn_model *m)
+static int fit_matching(pinn_model *m, int left_only)
 {
   double *data = sv_params_data(m->p);
   for (int k = 0; k < m->nsing; k++) {
@@ -789,6 +794,11 @@ static int fit_matching(pinn_model *m)
     if (!sp->C)
       continue;
     int n = sp->total, nb = sp->f.nbasis;
+    if (left_only) /* the points are sorted: those up to x_s */
+      for (n = 0; n < sp->total && sp->pts[n] <= sp->f.x; n++)
+        ;
+    if (n < 2)
+      continue;
     double *y = malloc((size_t)n * sizeof *y), *U[2] = {NULL, NULL};
     for (int b = 0; b < nb; b++)
       U[b] = malloc((size_t)n * sizeof(double));
@@ -828,6 +838,60 @@ static int on_step(void *ctx, int step)
   }
   if (m->hook && m->hook(m->hook_ctx, m, m->stage, step) < 0)
     return sv_fail_context("pinn: step hook in stage %s at step %d", m->stage, step);
+  return 0;
+}
+
+/*
+ * Solve up to the first interior singular point before crossing it
+ * (option -left_steps): Levenberg-Marquardt on Chebyshev-Lobatto points of
+ * [lo, x_s] alone (as many as the whole grid, split over the ranks alike),
+ * without the matching residual; then the matching coefficients are fitted
+ * to the window's left half, so that the whole-domain stage starts from
+ * the determined left solution and its analytic continuation's
+ * coefficients. Without it a high-degree polynomial (2F1(-6, 7; 2; x),
+ * 1e3 at x = 2 and 1e-1 between its zeros on [0, 1]) left
+ * Levenberg-Marquardt wandering for 1500 steps from the Adam stage's
+ * point and never reaching it.
+ */
+static int left_stage(pinn_model *m, pinn_train_result *res, double *t0)
+{
+  double xs = INFINITY;
+  for (int k = 0; k < m->nsing; k++)
+    if (m->sing[k].f.x > m->lo && m->sing[k].f.x < m->hi)
+      xs = fmin(xs, m->sing[k].f.x);
+  if (!isfinite(xs))
+    return 0;
+  sv_run *r = m->r;
+  double *left = malloc((size_t)m->total * sizeof *left);
+  if (!left)
+    return sv_fail("pinn: out of memory");
+  lobatto(m->lo, xs, m->total, left);
+  memcpy(m->pts, left + m->first, (size_t)m->count * sizeof(double));
+  free(left);
+  for (int k = 0; k < m->nsing; k++)
+    if (m->sing[k].lsq && sv_lsq_set_weight(m->sing[k].lsq, 0, 0) < 0)
+      return -1;
+  sv_optim_opts so;
+  sv_optim_result or;
+  sv_optim_defaults(&so, SV_OPTIM_LM);
+  so.stage = "lm_left";
+  so.max_steps = m->o.left_steps;
+  so.gtol = m->o.gtol;
+  so.ftol = m->o.ftol;
+  so.on_step = on_step;
+  so.on_step_ctx = m;
+  m->stage = so.stage;
+  if (sv_minimize(r, m->p, &m->obj, &so, &or) < 0)
+    return sv_fail_context("pinn: Levenberg-Marquardt on [%g, %g]", m->lo, xs);
+  res->second_seconds += or.seconds;
+  *t0 += or.seconds;
+  res->left_steps = or.steps;
+  for (int k = 0; k < m->nsing; k++)
+    if (m->sing[k].lsq && sv_lsq_set_weight(m->sing[k].lsq, 0, m->o.frobenius_weight) < 0)
+      return -1;
+  if (fit_matching(m, 1) < 0)
+    return -1;
+  grid_reset(m);
   return 0;
 }
 
@@ -879,7 +943,7 @@ int pinn_model_train(pinn_model *m, pinn_train_result *res)
     m->obj.loss_grad = all_loss_grad;
     m->obj.residuals = all_residuals;
     m->obj.ctx = m;
-    if (fit_matching(m) < 0)
+    if (fit_matching(m, 0) < 0)
       return sv_fail_context("pinn: first matching coefficients");
     sv_metric(r, "matching_points", matching * m->o.frobenius_points);
   }
@@ -924,6 +988,9 @@ int pinn_model_train(pinn_model *m, pinn_train_result *res)
   /* LM and L-BFGS need one fixed objective: back to the even grid */
   m->resampling = 0;
   grid_reset(m);
+  if (m->o.left_steps > 0 && m->o.second == PINN_SECOND_LM && m->o.lm_steps > 0 &&
+      left_stage(m, res, &t0) < 0)
+    return -1;
   if (m->o.second != PINN_SECOND_NONE) {
     int lm = m->o.second == PINN_SECOND_LM;
     int steps = lm ? m->o.lm_steps : m->o.lbfgs_steps;
@@ -939,7 +1006,7 @@ int pinn_model_train(pinn_model *m, pinn_train_result *res)
       m->stage = so.stage;
       if (sv_minimize(r, m->p, obj, &so, &or) < 0)
         return sv_fail_context("pinn: %s stage", lm ? "Levenberg-Marquardt" : "L-BFGS");
-      res->second_seconds = or.seconds;
+      res->second_seconds += or.seconds;
       res->second_steps = or.steps;
       res->loss = or.loss;
       t0 += or.seconds;

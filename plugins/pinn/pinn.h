@@ -80,6 +80,9 @@ typedef struct pinn_opts {
   double frobenius_window;
   int frobenius_points;
   double frobenius_weight;
+  /* Levenberg-Marquardt steps on [lo, x_s] alone (x_s the first interior
+     singular point declared) before the whole domain (-left_steps). */
+  int left_steps;
   /* Trust checks after training (pinn_model_trust): warn when the rms
      residual between the collocation points exceeds trust_between times
      the rms residual at them (-trust_between). */
@@ -250,6 +253,7 @@ typedef struct pinn_train_result {
   double loss;                  /* final loss */
   double adam_seconds, second_seconds, total_seconds;
   int adam_steps, second_steps; /* steps actually taken */
+  int left_steps;               /* of which on [lo, x_s] first (-left_steps) */
   double adam_loss;             /* loss at the end of the Adam stage */
 } pinn_train_result;
 
