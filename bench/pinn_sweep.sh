@@ -71,10 +71,10 @@ for p in $plugins; do
         done
       done
     done
-    # non-integer and non-positive second exponents at x = 1, and the
-    # cases named in the issue
+    # non-integer and non-positive second exponents at x = 1, the cases
+    # named in the issue, and c < 0 (exponent 1 - c > 1 at x = 0 too)
     for abc in "-3 1 0.5" "-2 1 0.25" "-4 2 1.5" "-5 1 0.5" "-6 1 3.7" "-2 3 1" "-1 5 2" \
-               "-3 2 1" "-4 1 1" "-3 3 2" "-2 2 1" "-2 3 2" "-1 1 4"; do
+               "-3 2 1" "-4 1 1" "-3 3 2" "-2 2 1" "-2 3 2" "-1 1 4" "-2 1 -0.5"; do
       set -- $abc
       add "a=$1 b=$2 c=$3" hypergeometric "-a $1 -b $2 -c $3"
     done

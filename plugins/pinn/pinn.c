@@ -1038,10 +1038,14 @@ const char *pinn_describe_training(const pinn_opts *o, const pinn_train_result *
     w = snprintf(buf, n, "Adam %d steps (%.2f s)", t->adam_steps, t->adam_seconds);
   if (w < 0 || (size_t)w >= n)
     return buf;
-  if (o->second != PINN_SECOND_NONE && t->second_steps > 0)
-    snprintf(buf + w, n - (size_t)w, "%s%s %d steps (%.2f s)", w ? " + " : "",
+  if (o->second != PINN_SECOND_NONE && t->second_steps > 0) {
+    char left[64] = "";
+    if (t->left_steps > 0)
+      snprintf(left, sizeof left, " after %d up to the singular point", t->left_steps);
+    snprintf(buf + w, n - (size_t)w, "%s%s %d steps%s (%.2f s)", w ? " + " : "",
              o->second == PINN_SECOND_LM ? "Levenberg-Marquardt" : "L-BFGS", t->second_steps,
-             t->second_seconds);
+             left, t->second_seconds);
+  }
   if (!buf[0])
     snprintf(buf, n, "no training steps");
   return buf;
