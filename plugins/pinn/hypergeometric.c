@@ -13,10 +13,24 @@
  * so a smooth network is driven to the regular solution 2F1(a, b; c; x).
  *
  * Past x = 1 only a terminating series (a or b a non-positive integer)
- * continues to a real, smooth solution, and there it is only weakly
- * determined (a multiple of the |1 - x|^(c-a-b) branch can be added): the
- * errors are reported on [0, 1) and (1, x_max] separately. Reference:
- * gsl_sf_hyperg_2F1 below 1, the finite sum above. specs/pinn.md, section 2.
+ * continues to a real, smooth solution (a polynomial); any other parameters
+ * with x_max >= 1 are refused, with the reason: near x = 1 their 2F1 has a
+ * part |1 - x|^(c-a-b) (...) or log|1 - x| (...) that is not analytic
+ * there, and the equation fixes no real continuation of it.
+ *
+ * The terminating case is decided, but not by the residual: at x = 1 the
+ * exponents are 0 and rho = c - a - b, and for rho >= 1 the solution plus a
+ * multiple of the exponent-rho solution on one side only satisfies the
+ * equation on both sides (measured before the matching below: (-3, 1, 1)
+ * came out as 0.628 (1 - x)^3 on (1, 2], an exact solution with the wrong
+ * coefficient, at a loss of 1.4e-10). So the solution is tied across x = 1
+ * by the helper's Frobenius matching (pinn.h, "Regular singular points"):
+ * on |x - 1| <= 1/2 it must equal one combination of the local solutions
+ * analytic at x = 1, with the same coefficients on both sides: the
+ * analytic continuation. For c < 0 the same holds at x = 0, where the
+ * second exponent 1 - c > 1. The errors are reported on [0, 1) and
+ * (1, x_max] separately. Reference: gsl_sf_hyperg_2F1 below 1, the finite
+ * sum above. specs/pinn.md, section 2.
  */
 #include "pinn.h"
 
@@ -261,8 +275,9 @@ done:
 
 static const sv_plugin hyperg_plugin =
     SV_PLUGIN_INIT("pinn_hypergeometric",
-                   "PINN for the hypergeometric equation on [0, x_max] across the singular "
-                   "point x = 1; checked against 2F1",
+                   "PINN for the hypergeometric equation on [0, x_max], continued across the "
+                   "singular point x = 1 by matching its analytic Frobenius solutions; checked "
+                   "against 2F1",
                    hyperg_setup, hyperg_run, hyperg_cleanup);
 
 SV_PLUGIN_EXPORT const sv_plugin *sv_plugin_entry(void) { return &hyperg_plugin; }
