@@ -17,11 +17,13 @@
 # A case also FAILs when its run does not trust its own answer (metric
 # trusted = 0), so a lucky wrong answer cannot pass.
 #
-#   bench/pinn_sweep.sh [-j JOBS] [-o DIR] [PLUGIN ...]
+#   bench/pinn_sweep.sh [-j JOBS] [-o DIR [-k]] [PLUGIN ...]
 #
 # PLUGIN: hypergeometric, khronon, legendre, accretion (default: all).
 # JOBS: runs at a time (default 1; each run is one process, one thread).
-# DIR keeps every run's output (default: a temporary directory, removed).
+# DIR keeps every run's output (default: a temporary directory, removed);
+# with -k the cases that already have a finished run in DIR are not run
+# again (a sweep stopped half-way goes on; delete a case's files to redo it).
 # Exit status 0 when every case passes.
 
 set -u
@@ -29,10 +31,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 solver=${SOLVER:-$here/../solver}
 jobs=1
 outdir=
-while getopts "j:o:h" opt; do
+keep=0
+while getopts "j:o:kh" opt; do
   case $opt in
     j) jobs=$OPTARG ;;
     o) outdir=$OPTARG ;;
+    k) keep=1 ;;
     *) sed -n '2,30p' "$0"; exit 2 ;;
   esac
 done
@@ -109,6 +113,8 @@ run_one() {
   local line=$1 name plugin opts dir t0 t1
   IFS='|' read -r name plugin opts <<<"$line"
   dir=$outdir/$(echo "$plugin $name" | tr ' =' '__')
+  [ "$keep" = 1 ] && [ -s "$dir.rc" ] && [ -s "$dir.wall" ] && return 0
+  rm -f "$dir.rc" "$dir.wall"
   t0=$(date +%s.%N)
   # shellcheck disable=SC2086
   "$solver" --quiet --plugin "pinn_$plugin" --out "$dir" $opts >"$dir.log" 2>&1
@@ -117,7 +123,7 @@ run_one() {
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f\n", b - a }' >"$dir.wall"
 }
 export -f run_one
-export outdir solver
+export outdir solver keep
 t_start=$(date +%s)
 tr '\n' '\0' <"$cases" | xargs -0 -P "$jobs" -I{} bash -c 'run_one "$1"' _ {}
 t_end=$(date +%s)
