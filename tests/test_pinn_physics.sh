@@ -130,7 +130,7 @@ fi
 # --- parameters outside the method's validity -----------------------------
 refuse "3M/2" pinn_accretion -r_sonic 1.5
 refuse "Gamma - 1" pinn_accretion -r_sonic 2.5
-refuse "inside the domain" pinn_accretion -r_sonic 200
+refuse "inside the domain" pinn_accretion -r_sonic 200 -r_out 150
 refuse "must be a number > 0" pinn_khronon -c 0
 refuse "must be a number > 0" pinn_khronon -c -3
 refuse "c = inf" pinn_khronon -c 1e5

@@ -5,10 +5,14 @@
  */
 #include "accretion_reference.h"
 #include "khronon_reference.h"
+#include "pinn.h"
 
 #include <solver.h>
 
 #include <check.h>
+#include <gsl/gsl_errno.h>
+#include <gsl/gsl_sf_hyperg.h>
+#include <gsl/gsl_sf_legendre.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,6 +233,165 @@ START_TEST(accretion_refusals) {
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* Frobenius solutions at regular singular points (pinn.h)             */
+/* ------------------------------------------------------------------ */
+
+static pinn_linear_ode hyperg_ode(double a, double b, double c) {
+  pinn_linear_ode o = {2, {0, 1, -1}, {c, -(a + b + 1)}, {-a * b}};
+  return o;
+}
+
+/* max over the window of |u - k v| / max |u|, k fitted at the window's
+   end (u and v should be proportional) */
+static double proportional(const pinn_frobenius *f, int b, double (*v)(double, void *),
+                           void *ctx) {
+  double k = pinn_frobenius_eval(f, b, f->hi) / v(f->hi, ctx), worst = 0;
+  for (int i = 0; i <= 100; i++) {
+    double x = f->lo + (f->hi - f->lo) * i / 100.0;
+    worst = fmax(worst, fabs(pinn_frobenius_eval(f, b, x) - k * v(x, ctx)));
+  }
+  return worst;
+}
+
+typedef struct { double a, b, c; } abc;
+
+/* 2F1(a, b; a + b - c + 1; 1 - x): the exponent-0 solution at x = 1 */
+static double u0_at_1(double x, void *vp) {
+  abc *p = vp;
+  return gsl_sf_hyperg_2F1(p->a, p->b, p->a + p->b - p->c + 1, 1 - x);
+}
+
+/* 2F1(-3, 1; 1/2; x) = 1 - 6x + 8x^2 - 16x^3/5 */
+static double poly_311half(double x, void *vp) {
+  (void)vp;
+  return 1 - 6 * x + 8 * x * x - 3.2 * x * x * x;
+}
+
+/* Non-integer rho: only u_0 is analytic; it is GSL's 2F1 in 1 - x. */
+START_TEST(frobenius_hyperg_noninteger) {
+  abc p = {-3, 1, 0.5}; /* rho = 2.5 */
+  pinn_linear_ode o = hyperg_ode(p.a, p.b, p.c);
+  pinn_frobenius f;
+  ck_assert_int_eq(pinn_frobenius_local(&o, 1.0, 0.5, 0, 2, &f), 0);
+  ck_assert_double_eq_tol(f.rho, 2.5, 1e-15);
+  ck_assert_int_eq(f.integer_rho, 0);
+  ck_assert_int_eq(f.nbasis, 1);
+  ck_assert_double_eq_tol(f.radius, 1, 1e-14);
+  ck_assert_double_eq_tol(f.lo, 0.5, 1e-15);
+  ck_assert_double_eq_tol(f.hi, 1.5, 1e-15);
+  ck_assert_int_eq(f.residual_decides, 0);
+  /* the polynomial 2F1(-3, 1; 1/2; x) has no |1 - x|^2.5 part: it is u_0 */
+  ck_assert_msg(proportional(&f, 0, poly_311half, NULL) < 1e-13,
+                "2F1(-3, 1; 1/2; x) is not u_0");
+  abc q = {-0.3, 0.7, 1.9}; /* non-terminating: rho = 1.5, a true series */
+  pinn_linear_ode o2 = hyperg_ode(q.a, q.b, q.c);
+  ck_assert_int_eq(pinn_frobenius_local(&o2, 1.0, 0.5, 0, 2, &f), 0);
+  ck_assert_int_eq(f.nbasis, 1);
+  ck_assert_int_gt(f.terms[0], 20);
+  ck_assert_msg(proportional(&f, 0, u0_at_1, &q) < 1e-13, "u_0 is not 2F1(a, b; a+b-c+1; 1-x)");
+}
+END_TEST
+
+static double cube(double x, void *vp) { (void)vp; return (1 - x) * (1 - x) * (1 - x); }
+
+/* (-3, 1, 1): rho = 3, the exponent-0 solution has a log; the analytic one
+   is (1 - x)^3 = 2F1(-3, 1; 1; x) itself. */
+START_TEST(frobenius_hyperg_log_case) {
+  pinn_linear_ode o = hyperg_ode(-3, 1, 1);
+  pinn_frobenius f;
+  ck_assert_int_eq(pinn_frobenius_local(&o, 1.0, 0.5, 0, 2, &f), 0);
+  ck_assert_int_eq(f.integer_rho, 1);
+  ck_assert_double_eq(f.rho, 3);
+  ck_assert_int_eq(f.logarithmic, 1);
+  ck_assert_int_eq(f.nbasis, 1);
+  ck_assert_int_eq(f.exponent[0], 3);
+  ck_assert_msg(proportional(&f, 0, cube, NULL) < 1e-15, "u_3 is not (1 - x)^3");
+  char buf[256];
+  ck_assert_ptr_nonnull(strstr(pinn_frobenius_describe(&f, buf, sizeof buf), "log"));
+}
+END_TEST
+
+/* (-1, 1, 3): rho = 3 and the recursion passes n = 3 (a + 1 = 0 kills
+   c_2): both local solutions are analytic, and the polynomial 1 - x/3 is a
+   combination of them on both sides. */
+START_TEST(frobenius_hyperg_two_analytic) {
+  pinn_linear_ode o = hyperg_ode(-1, 1, 3);
+  pinn_frobenius f;
+  ck_assert_int_eq(pinn_frobenius_local(&o, 1.0, 0.5, 0, 2, &f), 0);
+  ck_assert_int_eq(f.nbasis, 2);
+  ck_assert_int_eq(f.logarithmic, 0);
+  ck_assert_int_eq(f.exponent[0], 0);
+  ck_assert_int_eq(f.exponent[1], 3);
+  /* fit y = 1 - x/3 at two points, check everywhere on the window */
+  double x1 = 0.6, x2 = 1.4, m11 = pinn_frobenius_eval(&f, 0, x1), m12 = pinn_frobenius_eval(&f, 1, x1);
+  double m21 = pinn_frobenius_eval(&f, 0, x2), m22 = pinn_frobenius_eval(&f, 1, x2);
+  double y1 = 1 - x1 / 3, y2 = 1 - x2 / 3, det = m11 * m22 - m12 * m21;
+  double c0 = (y1 * m22 - m12 * y2) / det, c1 = (m11 * y2 - m21 * y1) / det, worst = 0;
+  for (int i = 0; i <= 100; i++) {
+    double x = 0.5 + i / 100.0;
+    worst = fmax(worst, fabs(c0 * pinn_frobenius_eval(&f, 0, x) + c1 * pinn_frobenius_eval(&f, 1, x) -
+                             (1 - x / 3)));
+  }
+  ck_assert_msg(worst < 1e-14, "1 - x/3 is no combination of the analytic solutions: %g", worst);
+}
+END_TEST
+
+/* Non-positive rho: the second solution is singular, the residual decides. */
+START_TEST(frobenius_hyperg_negative_rho) {
+  pinn_linear_ode o = hyperg_ode(-1, 5, 2); /* rho = -2 */
+  pinn_frobenius f;
+  ck_assert_int_eq(pinn_frobenius_local(&o, 1.0, 0.5, 0, 2, &f), 0);
+  ck_assert_double_eq(f.rho, -2);
+  ck_assert_int_eq(f.nbasis, 1);
+  ck_assert_int_eq(f.exponent[0], 0);
+  ck_assert_int_eq(f.residual_decides, 1);
+  /* the polynomial 2F1(-1, 5; 2; x) = 1 - 5x/2 is u_0 */
+  double k = pinn_frobenius_eval(&f, 0, 1.5) / (1 - 2.5 * 1.5), worst = 0;
+  for (int i = 0; i <= 100; i++) {
+    double x = 0.5 + i / 100.0;
+    worst = fmax(worst, fabs(pinn_frobenius_eval(&f, 0, x) - k * (1 - 2.5 * x)));
+  }
+  ck_assert_msg(worst < 1e-14, "u_0 is not 1 - 5x/2: %g", worst);
+}
+END_TEST
+
+/* Legendre at x = 1: exponents 0 and 0, u_0 = P_n (radius 2, to x = -1). */
+START_TEST(frobenius_legendre) {
+  for (int n = 0; n <= 12; n++) {
+    pinn_linear_ode o = {2, {1, 0, -1}, {0, -2}, {(double)n * (n + 1)}};
+    pinn_frobenius f;
+    ck_assert_int_eq(pinn_frobenius_local(&o, 1.0, 0.5, -1, 1, &f), 0);
+    ck_assert_double_eq(f.rho, 0);
+    ck_assert_double_eq_tol(f.radius, 2, 1e-14);
+    ck_assert_int_eq(f.nbasis, 1);
+    ck_assert_double_eq_tol(f.lo, 0, 1e-15);
+    ck_assert_double_eq_tol(f.hi, 1, 1e-15);
+    double k = 1 / pinn_frobenius_eval(&f, 0, 1.0), worst = 0;
+    for (int i = 0; i <= 100; i++) {
+      double x = i / 100.0;
+      worst = fmax(worst, fabs(k * pinn_frobenius_eval(&f, 0, x) - gsl_sf_legendre_Pl(n, x)));
+    }
+    /* the terms of P_n in powers of (x - 1) reach 3e5 at n = 12 on this
+       window (k = 6 at x = 0) and cancel to |P_n| <= 1: round-off 1e-10 */
+    ck_assert_msg(worst < 1e-9, "n = %d: u_0 differs from P_n by %g", n, worst);
+  }
+}
+END_TEST
+
+START_TEST(frobenius_refusals) {
+  pinn_frobenius f;
+  pinn_linear_ode o = hyperg_ode(-2, 1, 1);
+  ck_assert_int_eq(pinn_frobenius_local(&o, 0.5, 0.5, 0, 2, &f), -1); /* P(0.5) != 0 */
+  ck_assert_ptr_nonnull(strstr(sv_errmsg(), "not a singular point"));
+  pinn_linear_ode dbl = {2, {0, 0, 1}, {1, 0}, {1}}; /* x^2 y'' + y' + y: irregular */
+  ck_assert_int_eq(pinn_frobenius_local(&dbl, 0, 0.5, 0, 1, &f), -1);
+  ck_assert_ptr_nonnull(strstr(sv_errmsg(), "multiple zero"));
+  ck_assert_int_eq(pinn_frobenius_local(&o, 3, 0.5, 0, 2, &f), -1); /* outside */
+  ck_assert_int_eq(pinn_frobenius_local(&o, 1, 0, 0, 2, &f), -1);   /* no window */
+}
+END_TEST
+
 static Suite *references_suite(void) {
   Suite *s = suite_create("references");
   TCase *k = tcase_create("khronon");
@@ -248,6 +411,15 @@ static Suite *references_suite(void) {
   tcase_add_test(a, accretion_conservation_and_branch);
   tcase_add_test(a, accretion_refusals);
   suite_add_tcase(s, a);
+  TCase *fr = tcase_create("frobenius");
+  tcase_set_timeout(fr, 0);
+  tcase_add_test(fr, frobenius_hyperg_noninteger);
+  tcase_add_test(fr, frobenius_hyperg_log_case);
+  tcase_add_test(fr, frobenius_hyperg_two_analytic);
+  tcase_add_test(fr, frobenius_hyperg_negative_rho);
+  tcase_add_test(fr, frobenius_legendre);
+  tcase_add_test(fr, frobenius_refusals);
+  suite_add_tcase(s, fr);
   return s;
 }
 

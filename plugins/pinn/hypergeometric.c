@@ -13,10 +13,24 @@
  * so a smooth network is driven to the regular solution 2F1(a, b; c; x).
  *
  * Past x = 1 only a terminating series (a or b a non-positive integer)
- * continues to a real, smooth solution, and there it is only weakly
- * determined (a multiple of the |1 - x|^(c-a-b) branch can be added): the
- * errors are reported on [0, 1) and (1, x_max] separately. Reference:
- * gsl_sf_hyperg_2F1 below 1, the finite sum above. specs/pinn.md, section 2.
+ * continues to a real, smooth solution (a polynomial); any other parameters
+ * with x_max >= 1 are refused, with the reason: near x = 1 their 2F1 has a
+ * part |1 - x|^(c-a-b) (...) or log|1 - x| (...) that is not analytic
+ * there, and the equation fixes no real continuation of it.
+ *
+ * The terminating case is decided, but not by the residual: at x = 1 the
+ * exponents are 0 and rho = c - a - b, and for rho >= 1 the solution plus a
+ * multiple of the exponent-rho solution on one side only satisfies the
+ * equation on both sides (measured before the matching below: (-3, 1, 1)
+ * came out as 0.628 (1 - x)^3 on (1, 2], an exact solution with the wrong
+ * coefficient, at a loss of 1.4e-10). So the solution is tied across x = 1
+ * by the helper's Frobenius matching (pinn.h, "Regular singular points"):
+ * on |x - 1| <= 1/2 it must equal one combination of the local solutions
+ * analytic at x = 1, with the same coefficients on both sides: the
+ * analytic continuation. For c < 0 the same holds at x = 0, where the
+ * second exponent 1 - c > 1. The errors are reported on [0, 1) and
+ * (1, x_max] separately. Reference: gsl_sf_hyperg_2F1 below 1, the finite
+ * sum above. specs/pinn.md, section 2.
  */
 #include "pinn.h"
 
@@ -67,26 +81,43 @@ static int hyperg_setup(sv_run *r, void **state)
   s.terminating = ta || tb;
   s.degree = ta && tb ? (ma < mb ? ma : mb) : ta ? ma : mb;
   if (s.x_max >= 1 && !s.terminating)
-    return sv_fail("option -x_max = %g with a = %g, b = %g: x = 1 is a singular point and "
-                   "past it the series 2F1 does not converge; only a terminating series "
-                   "(a or b a non-positive integer) continues to a smooth real solution. "
-                   "Use -x_max below 1 or a terminating a or b", s.x_max, s.a, s.b);
+    return sv_fail("option -x_max = %g with a = %g, b = %g: the continuation past the singular "
+                   "point x = 1 is undetermined. Neither a nor b is a non-positive integer, so "
+                   "near x = 1 2F1 contains a nonzero multiple (Gamma(c) Gamma(a+b-c) / "
+                   "(Gamma(a) Gamma(b))) of the local solution |1 - x|^(c-a-b) (...), or a "
+                   "log|1 - x| term when c - a - b is an integer, which is not analytic at "
+                   "x = 1: the equation fixes no real continuation of it (any multiple of the "
+                   "other local solution may be added past x = 1, and the series does not "
+                   "converge there), so there is no one answer to return. Use -x_max below 1, "
+                   "or a terminating a or b (a polynomial, analytic at x = 1)",
+                   s.x_max, s.a, s.b);
   if (s.terminating && s.degree > 20)
     return sv_fail("options -a -b: a polynomial solution of degree %d is refused (at most 20): "
                    "its coefficients span too many orders of magnitude", s.degree);
 
-  /* Defaults measured on (-2, 1, 1) over [0, 2] with several seeds:
-     Chebyshev points on [0, 1] and [1, 2] (clustered at the singular
-     points 0 and 1) halve the error of an even grid; 3 x 16 reaches
-     2e-9 to 9e-9 on [0, 1) and 2e-7 to 1.2e-6 on (1, 2]. */
+  /* Defaults. The grid: Chebyshev points on [0, 1] and [1, 2] (clustered
+     at the singular points 0 and 1) halve the error of an even grid on
+     (-2, 1, 1). The network and the Levenberg-Marquardt budget grow with
+     the degree m of a terminating series: its m zeros and a range of
+     values that grows like x^m (up to 1e4 on [0, 2] for (-6, 4, 1.5))
+     need more steps, not a wider network (measured on (-6, 4, 1.5): 1500
+     steps stop at a loss of 7e-7 while still falling, 4000 reach 2.5e-7 and
+     7e-7 on the two sides; 3 x 32 on 160 points with 3000 steps 4e-5; on
+     (-4, 5.5, 2.5) 2500 steps 4.1e-6 on (1, 2], 5000 steps 1.4e-7). The
+     matching weight 10 (against 1) ties the two sides of x = 1 several
+     times more tightly at no cost (measured on (-3, 1, 1): 1.2e-7 against
+     3.0e-6 on (1, 2]). */
+  int m = s.terminating ? s.degree : 2;
   pinn_opts_defaults(&s.o);
-  s.o.width = 16;
+  s.o.width = 20;
   s.o.depth = 3;
-  s.o.points = 96;
+  s.o.points = 96 + (m > 3 ? 8 * (m - 3) : 0);
   s.o.grid = PINN_GRID_CHEBYSHEV;
   s.o.adam_steps = 500;
   s.o.adam_lr = 1e-2;
-  s.o.lm_steps = 1500;
+  s.o.lm_steps = m <= 3 ? 2000 : 1000 * (m + 1);
+  s.o.frobenius_weight = 10;
+  s.o.declare_continuation = 1;
   if (pinn_opts_declare(r, &s.o) < 0)
     return -1;
   hyperg_state *st = malloc(sizeof *st);
@@ -131,7 +162,7 @@ static int hyperg_reference(const hyperg_state *s, int n, const double *x, doubl
   return rc;
 }
 
-static int hyperg_build(pinn_model *m, const hyperg_state *s)
+static int hyperg_build(sv_run *r, pinn_model *m, const hyperg_state *s)
 {
   sv_node *x = pinn_model_input(m);
   sv_node *N = pinn_model_net(m, "net", pinn_normalize(x, 0.0, s->x_max));
@@ -145,6 +176,24 @@ static int hyperg_build(pinn_model *m, const hyperg_state *s)
   sv_node *res = sv_sub(sv_add(sv_mul(x1mx, d2y), sv_mul(coef, dy)), sv_scale(y, s->a * s->b));
   if (pinn_model_add_output(m, "y", y) < 0 || pinn_model_add_residual(m, "ode", res) < 0)
     return -1;
+  pinn_linear_ode ode = {2, {0, 1, -1}, {s->c, -(s->a + s->b + 1)}, {-s->a * s->b}};
+  pinn_frobenius f;
+  char what[512];
+  if (s->c < 0) {
+    /* at x = 0 the exponents are 0 and 1 - c > 1: the second solution
+       x^(1-c) (...) is C^1 there, vanishes at 0 (so y(0) = 1 does not
+       exclude it) and leaves the residual near zero; regularity (the
+       analytic solution 2F1) is selected by the same matching as at x = 1 */
+    if (pinn_model_add_frobenius(m, "x0", y, &ode, 0.0, &f) < 0)
+      return -1;
+    sv_log(r, "singular point %s", pinn_frobenius_describe(&f, what, sizeof what));
+  }
+  if (s->x_max > 1) {
+    /* the continuation across x = 1 (pinn.h, "Regular singular points") */
+    if (pinn_model_add_frobenius(m, "x1", y, &ode, 1.0, &f) < 0)
+      return -1;
+    sv_log(r, "singular point %s", pinn_frobenius_describe(&f, what, sizeof what));
+  }
   return 0;
 }
 
@@ -159,7 +208,7 @@ static int hyperg_run(sv_run *r, void *state)
   pinn_model *m = pinn_model_new(r, o, 0.0, s->x_max, crosses ? 1 : 0, &one);
   if (!m)
     return -1;
-  if (hyperg_build(m, s) < 0)
+  if (hyperg_build(r, m, s) < 0)
     goto done;
   sv_log(r, "hypergeometric (a, b, c) = (%g, %g, %g) on [0, %g]: %d x %d %s network, "
          "%zu parameters, %d points", s->a, s->b, s->c, s->x_max, o->depth, o->width,
@@ -213,6 +262,8 @@ static int hyperg_run(sv_run *r, void *state)
   else
     sv_headline(r, "  vs 2F1 (GSL) on %d points: relative L2 error %.2e, max |error| %.2e, "
                 "max |residual| %.2e", ne, e.rel_l2, e.max_abs, rmax);
+  if (pinn_model_trust(m, NULL) < 0)
+    goto done;
   rc = 0;
 done:
   free(xe);
@@ -225,8 +276,9 @@ done:
 
 static const sv_plugin hyperg_plugin =
     SV_PLUGIN_INIT("pinn_hypergeometric",
-                   "PINN for the hypergeometric equation on [0, x_max] across the singular "
-                   "point x = 1; checked against 2F1",
+                   "PINN for the hypergeometric equation on [0, x_max], continued across the "
+                   "singular point x = 1 by matching its analytic Frobenius solutions; checked "
+                   "against 2F1",
                    hyperg_setup, hyperg_run, hyperg_cleanup);
 
 SV_PLUGIN_EXPORT const sv_plugin *sv_plugin_entry(void) { return &hyperg_plugin; }

@@ -29,6 +29,13 @@ const char *pinn_grid_name(pinn_grid g)
   return (unsigned)g < 2u ? grid_names[g] : "?";
 }
 
+static const char *const continuation_names[] = {"none", "frobenius"};
+
+const char *pinn_continuation_name(pinn_continuation c)
+{
+  return (unsigned)c < 2u ? continuation_names[c] : "?";
+}
+
 void pinn_opts_defaults(pinn_opts *o)
 {
   memset(o, 0, sizeof *o);
@@ -51,6 +58,13 @@ void pinn_opts_defaults(pinn_opts *o)
   o->gtol = 1e-14;
   o->eval_points = 1001;
   o->grid = PINN_GRID_EVEN;
+  o->declare_continuation = 0;
+  o->continuation = PINN_CONTINUATION_FROBENIUS;
+  o->frobenius_window = 0.5;
+  o->frobenius_points = 48;
+  o->frobenius_weight = 1;
+  o->left_steps = 0;
+  o->trust_between = 100;
 }
 
 /* Upper bounds that keep a typo (an extra zero or three) from asking for
@@ -71,7 +85,7 @@ static int check_range_int(const char *name, int v, int lo, int hi, const char *
 
 int pinn_opts_declare(sv_run *r, pinn_opts *o)
 {
-  char act[32], second[32], grid[32];
+  char act[32], second[32], grid[32], cont[32];
   if (sv_opt_int(r, "-width", o->width, "hidden layer width", &o->width) < 0 ||
       sv_opt_int(r, "-depth", o->depth, "number of hidden layers", &o->depth) < 0 ||
       sv_opt_string(r, "-activation", sv_activation_name(o->act),
@@ -109,7 +123,33 @@ int pinn_opts_declare(sv_run *r, pinn_opts *o)
                   "stop LM when its step, or L-BFGS when the gradient norm, is below this",
                   &o->gtol) < 0 ||
       sv_opt_int(r, "-eval_points", o->eval_points, "points of the evaluation grid",
-                 &o->eval_points) < 0)
+                 &o->eval_points) < 0 ||
+      sv_opt_real(r, "-trust_between", o->trust_between,
+                  "trust check: warn when the rms residual between the collocation points is "
+                  "more than this times the rms residual at them (the network fits the points, "
+                  "not the equation)", &o->trust_between) < 0)
+    return -1;
+  snprintf(cont, sizeof cont, "%s", pinn_continuation_name(o->continuation));
+  if (o->declare_continuation &&
+      (sv_opt_string(r, "-continuation", pinn_continuation_name(o->continuation),
+                     "across a regular singular point x_s inside the domain: frobenius (near "
+                     "x_s the solution must equal one combination sum_j C_j u_j of the local "
+                     "solutions that are analytic there, the same C_j on both sides: the "
+                     "analytic continuation) or none (the residual alone, which cannot tell "
+                     "the two sides' solutions apart when the second exponent at x_s is >= 1)",
+                     cont, sizeof cont) < 0 ||
+       sv_opt_real(r, "-frobenius_window", o->frobenius_window,
+                   "half-width of the matching window around x_s, as a fraction of the "
+                   "radius of convergence of the local series (the distance to the next "
+                   "singular point)", &o->frobenius_window) < 0 ||
+       sv_opt_int(r, "-frobenius_points", o->frobenius_points,
+                  "matching points in the window (both sides together)",
+                  &o->frobenius_points) < 0 ||
+       sv_opt_real(r, "-frobenius_weight", o->frobenius_weight,
+                   "weight of the matching residual in the loss", &o->frobenius_weight) < 0 ||
+       sv_opt_int(r, "-left_steps", o->left_steps,
+                  "Levenberg-Marquardt steps on the domain up to the first singular point "
+                  "inside it, before the whole domain (0: none)", &o->left_steps) < 0))
     return -1;
 
   if (sv_activation_parse(act, &o->act) < 0)
@@ -133,6 +173,22 @@ int pinn_opts_declare(sv_run *r, pinn_opts *o)
     }
   if (!found)
     return sv_fail("option -grid '%s': expected even or chebyshev", grid);
+  found = 0;
+  for (int i = 0; i < 2; i++)
+    if (strcasecmp(cont, continuation_names[i]) == 0) {
+      o->continuation = (pinn_continuation)i;
+      found = 1;
+    }
+  if (!found)
+    return sv_fail("option -continuation '%s': expected frobenius or none", cont);
+  if (!(o->frobenius_window > 0 && o->frobenius_window < 1))
+    return sv_fail("option -frobenius_window = %g: must be in (0, 1) (a fraction of the radius "
+                   "of convergence of the local series)", o->frobenius_window);
+  if (!(o->frobenius_weight > 0) || !isfinite(o->frobenius_weight))
+    return sv_fail("option -frobenius_weight = %g: must be a positive number",
+                   o->frobenius_weight);
+  if (!(o->trust_between > 1) || !isfinite(o->trust_between))
+    return sv_fail("option -trust_between = %g: must be a number > 1", o->trust_between);
 
   if (check_range_int("-width", o->width, 1, MAX_WIDTH, NULL) < 0 ||
       check_range_int("-depth", o->depth, 1, MAX_DEPTH, NULL) < 0 ||
@@ -143,7 +199,10 @@ int pinn_opts_declare(sv_run *r, pinn_opts *o)
       check_range_int("-adam_restart", o->adam_restart, 0, MAX_STEPS, NULL) < 0 ||
       check_range_int("-lm_steps", o->lm_steps, 0, MAX_STEPS, NULL) < 0 ||
       check_range_int("-lbfgs_steps", o->lbfgs_steps, 0, MAX_STEPS, NULL) < 0 ||
-      check_range_int("-eval_points", o->eval_points, 2, MAX_EVAL, NULL) < 0)
+      check_range_int("-eval_points", o->eval_points, 2, MAX_EVAL, NULL) < 0 ||
+      check_range_int("-frobenius_points", o->frobenius_points, 4, MAX_POINTS,
+                      "at least two points on each side") < 0 ||
+      check_range_int("-left_steps", o->left_steps, 0, MAX_STEPS, NULL) < 0)
     return -1;
   if (!(o->adam_lr > 0) || !isfinite(o->adam_lr))
     return sv_fail("option -adam_lr = %g: must be a positive number", o->adam_lr);
@@ -192,6 +251,21 @@ struct pinn_model {
   const char *stage;                    /* the stage running (for the hook) */
   int resampling;                       /* resample in this stage */
   int resamples;                        /* how many redraws so far */
+  /* regular singular points (pinn_model_add_frobenius) */
+  int nsing;
+  struct pinn_singular {
+    pinn_frobenius f;
+    char *name;
+    sv_node *y;                         /* the solution it constrains */
+    sv_node *C, *match;                 /* NULL without matching */
+    int total, count;                   /* matching points: all, this rank's (0 or all) */
+    double *pts;                        /* total points in the window */
+    double *wts;                        /* their weights (bound to w) */
+    sv_node *w;                         /* input: the weight of each matching row */
+    sv_lsq *lsq;
+  } sing[PINN_MAX_SINGULAR];
+  sv_objective obj;                     /* what the optimizers see: all the lsq's */
+  double *gtmp;                         /* a gradient buffer for summing them */
 };
 
 /* The even grid on [lo, hi] with both ends; each pin replaces the grid
@@ -240,7 +314,12 @@ static int cmp_double(const void *a, const void *b)
  * Chebyshev-Lobatto points on each segment between consecutive break
  * points (both ends and the pins): clustered towards every singular point
  * and end, where the solution's derivatives are largest. The interior
- * points are shared out in proportion to the segments' lengths.
+ * points are shared out in proportion to the segments' lengths, but every
+ * segment gets at least a quarter of an equal share (and at least 2): two
+ * singular points close together (the khronon's horizons at large c,
+ * 5e-3 apart for c = 100 on a domain of 1.34) would otherwise get one point
+ * between them, and the network would fit the points but not the equation
+ * there (measured: a residual between the points 1000 times that at them).
  */
 static int grid_chebyshev(pinn_model *m, int npin, const double *pins)
 {
@@ -263,10 +342,17 @@ static int grid_chebyshev(pinn_model *m, int npin, const double *pins)
     return sv_fail("pinn: %d collocation points are too few for %d segments between the "
                    "singular points", m->total, nb - 1);
   m->nfixed = 0;
+  int nseg = nb - 1, least = interior / (4 * nseg);
+  if (least < 2)
+    least = 2;
+  if (least * nseg > interior)
+    least = interior / nseg;
+  /* the share of each segment beyond its `least`, in proportion to length,
+     rounded so that the shares add up */
+  int spare = interior - least * nseg;
   for (int s = 0; s + 1 < nb; s++) {
-    /* this segment's share, rounded so that the shares add up */
     double frac = (b[s + 1] - m->lo) / (m->hi - m->lo);
-    int upto = s + 2 == nb ? interior : (int)lround(frac * interior);
+    int upto = s + 2 == nb ? interior : least * (s + 1) + (int)lround(frac * spare);
     int ns = upto - used;
     if (ns < 1)
       ns = 1;
@@ -378,6 +464,13 @@ void pinn_model_free(pinn_model *m)
     free(m->out_name[i]);
   for (int i = 0; i < m->nres; i++)
     free(m->res_name[i]);
+  for (int k = 0; k < m->nsing; k++) {
+    sv_lsq_free(m->sing[k].lsq);
+    free(m->sing[k].name);
+    free(m->sing[k].pts);
+    free(m->sing[k].wts);
+  }
+  free(m->gtmp);
   free(m->pts);
   free(m->grid);
   free(m);
@@ -470,8 +563,270 @@ void pinn_model_set_hook(pinn_model *m, pinn_step_hook hook, void *ctx)
 }
 
 /* ------------------------------------------------------------------ */
+/* Regular singular points: matching the Frobenius solutions           */
+/* ------------------------------------------------------------------ */
+
+/* n Chebyshev-Lobatto points on [a, b], both ends included (n >= 2). */
+static void lobatto(double a, double b, int n, double *x)
+{
+  const double pi = 3.14159265358979323846;
+  for (int j = 0; j < n; j++)
+    x[j] = a + (b - a) * 0.5 * (1 - cos(pi * j / (n - 1)));
+  x[0] = a;
+  x[n - 1] = b;
+}
+
+int pinn_model_add_frobenius(pinn_model *m, const char *name, sv_node *y,
+                             const pinn_linear_ode *ode, double xs, pinn_frobenius *info)
+{
+  if (!m || !y || !ode)
+    return sv_fail("pinn_model_add_frobenius: missing argument");
+  if (m->lsq)
+    return sv_fail("pinn: singular point %g declared after training started", xs);
+  if (m->nsing >= PINN_MAX_SINGULAR)
+    return sv_fail("pinn: more than %d singular points", PINN_MAX_SINGULAR);
+  if (sv_graph_error(m->g))
+    return sv_fail("pinn: singular point %g: the graph has an error: %s", xs,
+                   sv_graph_error(m->g));
+  struct pinn_singular *sp = &m->sing[m->nsing];
+  memset(sp, 0, sizeof *sp);
+  if (pinn_frobenius_local(ode, xs, m->o.frobenius_window, m->lo, m->hi, &sp->f) < 0)
+    return sv_fail_context("pinn: singular point %s at x = %g", name ? name : "?", xs);
+  sp->name = strdup(name ? name : "singular");
+  if (!sp->name)
+    return sv_fail("pinn: out of memory");
+  sp->y = y;
+  m->nsing++;
+  if (info)
+    *info = sp->f;
+  if (m->o.continuation == PINN_CONTINUATION_NONE)
+    return 0;
+
+  /* the matching points: Chebyshev-Lobatto on each side, shared out in
+     proportion to the sides' lengths, x_s once */
+  const pinn_frobenius *f = &sp->f;
+  double left = xs - f->lo, right = f->hi - xs;
+  int n = m->o.frobenius_points;
+  int nl = left > 0 ? (int)lround(n * left / (left + right)) : 0;
+  if (left > 0 && nl < 2)
+    nl = 2;
+  if (right > 0 && n - nl < 2)
+    nl = n - 2;
+  int nr = n - nl;
+  sp->total = n;
+  sp->pts = malloc((size_t)n * sizeof *sp->pts);
+  if (!sp->pts)
+    return sv_fail("pinn: out of memory");
+  if (nl > 0 && nr > 0) {
+    lobatto(f->lo, xs, nl, sp->pts);
+    lobatto(xs, f->hi, nr + 1, sp->pts + nl - 1); /* its first point is x_s again */
+  } else if (nl > 0) {
+    lobatto(f->lo, xs, nl, sp->pts);
+  } else {
+    lobatto(xs, f->hi, nr, sp->pts);
+  }
+  /* all matching rows on the last rank: gathered after every rank's
+     collocation rows, in the one-rank order */
+  sp->count = sv_run_rank(m->r) == sv_run_size(m->r) - 1 ? n : 0;
+
+  /* y - sum_j C_j u_j(x), u_j by Horner in t = x - x_s */
+  char pname[160];
+  snprintf(pname, sizeof pname, "%s.C", sp->name);
+  int dims[1] = {f->nbasis};
+  sp->C = sv_param(m->g, m->p, pname, 1, dims);
+  sv_node *t = sv_add_scalar(m->x, -xs), *fit = NULL;
+  for (int b = 0; b < f->nbasis; b++) {
+    int K = f->terms[b];
+    double s = 1.0 / f->scale[b];
+    sv_node *acc = sv_add_scalar(sv_scale(t, s * f->coef[b][K - 1]), s * f->coef[b][K - 2]);
+    for (int k = K - 3; k >= 0; k--)
+      acc = sv_add_scalar(sv_mul(acc, t), s * f->coef[b][k]);
+    sv_node *term = sv_mul(acc, sv_slice(sp->C, 0, b, 1));
+    fit = fit ? sv_add(fit, term) : term;
+  }
+  /* measured on each side relative to the size of the local solutions
+     there (max over that side's points of max_j |u_j|): a solution that is
+     small on one side (|t|^N, or a zero of y nearby) is tied as firmly
+     there as on the other */
+  sp->wts = malloc((size_t)n * sizeof *sp->wts);
+  if (!sp->wts)
+    return sv_fail("pinn: out of memory");
+  double side_max[2] = {0, 0};
+  for (int i = 0; i < n; i++)
+    for (int b = 0; b < f->nbasis; b++)
+      side_max[sp->pts[i] > xs] =
+          fmax(side_max[sp->pts[i] > xs], fabs(pinn_frobenius_eval(f, b, sp->pts[i])));
+  for (int i = 0; i < n; i++) {
+    double sm = side_max[sp->pts[i] > xs];
+    sp->wts[i] = sm > 0 ? 1 / sm : 1;
+  }
+  char wname[160];
+  snprintf(wname, sizeof wname, "%s.weight", sp->name);
+  int wd[2] = {SV_BATCH, 1};
+  sp->w = sv_input(m->g, wname, 2, wd);
+  sp->match = sv_mul(sv_sub(y, fit), sp->w);
+  const char *e = sv_graph_error(m->g);
+  if (e || !sp->match)
+    return sv_fail("pinn: building the matching residual at x = %g: %s", xs,
+                   e ? e : "failed");
+  return 0;
+}
+
+/* ------------------------------------------------------------------ */
 /* Training                                                            */
 /* ------------------------------------------------------------------ */
+
+/*
+ * What the optimizers minimise: the collocation lsq plus every matching
+ * lsq. Residual rows: the collocation rows, then the matching rows (only
+ * the last rank has any), so that the gathered Jacobian has the one-rank
+ * row order.
+ */
+static int all_loss_grad(void *ctx, const double *theta, double *loss, double *grad)
+{
+  pinn_model *m = ctx;
+  const sv_objective *o = sv_lsq_objective(m->lsq);
+  if (o->loss_grad(o->ctx, theta, loss, grad) < 0)
+    return -1;
+  for (int k = 0; k < m->nsing; k++) {
+    if (!m->sing[k].lsq)
+      continue;
+    const sv_objective *ok = sv_lsq_objective(m->sing[k].lsq);
+    double l;
+    if (ok->loss_grad(ok->ctx, theta, &l, grad ? m->gtmp : NULL) < 0)
+      return -1;
+    *loss += l;
+    if (grad)
+      for (size_t i = 0; i < m->obj.n; i++)
+        grad[i] += m->gtmp[i];
+  }
+  return 0;
+}
+
+static int all_residuals(void *ctx, const double *theta, double *r, double *J)
+{
+  pinn_model *m = ctx;
+  const sv_objective *o = sv_lsq_objective(m->lsq);
+  if (o->residuals(o->ctx, theta, r, J) < 0)
+    return -1;
+  size_t row = o->m;
+  for (int k = 0; k < m->nsing; k++) {
+    if (!m->sing[k].lsq)
+      continue;
+    const sv_objective *ok = sv_lsq_objective(m->sing[k].lsq);
+    if (ok->residuals(ok->ctx, theta, r + row, J ? J + row * m->obj.n : NULL) < 0)
+      return -1;
+    row += ok->m;
+  }
+  return 0;
+}
+
+/* Evaluate k nodes at n points x into dst[0..k) (n values each). */
+static int eval_nodes(pinn_model *m, int k, sv_node *const *nodes, int n, const double *x,
+                      double *const *dst)
+{
+  sv_plan *plan = sv_compile(m->g, k, nodes, n);
+  if (!plan)
+    return sv_fail_context("pinn: compiling the evaluation plan");
+  int rc = sv_plan_bind(plan, m->x, x);
+  if (rc == 0)
+    rc = sv_plan_run(plan);
+  for (int i = 0; i < k && rc == 0; i++) {
+    const double *v = sv_plan_value(plan, nodes[i]);
+    if (!v)
+      rc = sv_fail("pinn: no value for an evaluated node");
+    else
+      memcpy(dst[i], v, (size_t)n * sizeof(double));
+  }
+  sv_plan_free(plan);
+  return rc;
+}
+
+/*
+ * Least squares y ~ sum_j c_j U[j] over n values, nb <= 2 columns
+ * (modified Gram-Schmidt). *misfit: rms of the remainder. -1 when a
+ * column is zero or the two are dependent.
+ */
+static int small_lsq(int n, int nb, double *const *U, const double *y, double *c,
+                     double *misfit)
+{
+  double r11 = 0, r12 = 0, r22 = 0, q1y = 0, q2y = 0;
+  for (int i = 0; i < n; i++)
+    r11 += U[0][i] * U[0][i];
+  r11 = sqrt(r11);
+  if (!(r11 > 0))
+    return -1;
+  for (int i = 0; i < n; i++)
+    q1y += U[0][i] / r11 * y[i];
+  if (nb == 2) {
+    for (int i = 0; i < n; i++)
+      r12 += U[0][i] / r11 * U[1][i];
+    for (int i = 0; i < n; i++) {
+      double v = U[1][i] - r12 * U[0][i] / r11;
+      r22 += v * v;
+    }
+    r22 = sqrt(r22);
+    if (!(r22 > 1e-12 * r11))
+      return -1;
+    for (int i = 0; i < n; i++)
+      q2y += (U[1][i] - r12 * U[0][i] / r11) / r22 * y[i];
+    c[1] = q2y / r22;
+    c[0] = (q1y - r12 * c[1]) / r11;
+  } else {
+    c[0] = q1y / r11;
+  }
+  double se = 0;
+  for (int i = 0; i < n; i++) {
+    double e = y[i] - c[0] * U[0][i] - (nb == 2 ? c[1] * U[1][i] : 0);
+    se += e * e;
+  }
+  *misfit = sqrt(se / n);
+  return 0;
+}
+
+/* The matching coefficients that fit the current network best (every rank
+   alike: all points, evaluated everywhere). */
+static int fit_matching(pinn_model *m, int left_only)
+{
+  double *data = sv_params_data(m->p);
+  for (int k = 0; k < m->nsing; k++) {
+    struct pinn_singular *sp = &m->sing[k];
+    if (!sp->C)
+      continue;
+    int n = sp->total, nb = sp->f.nbasis;
+    if (left_only) /* the points are sorted: those up to x_s */
+      for (n = 0; n < sp->total && sp->pts[n] <= sp->f.x; n++)
+        ;
+    if (n < 2)
+      continue;
+    double *y = malloc((size_t)n * sizeof *y), *U[2] = {NULL, NULL};
+    for (int b = 0; b < nb; b++)
+      U[b] = malloc((size_t)n * sizeof(double));
+    int rc = !y || !U[0] || (nb == 2 && !U[1]) ? sv_fail("pinn: out of memory") : 0;
+    if (rc == 0)
+      rc = eval_nodes(m, 1, &sp->y, n, sp->pts, &y);
+    for (int b = 0; b < nb && rc == 0; b++)
+      for (int i = 0; i < n; i++)
+        U[b][i] = pinn_frobenius_eval(&sp->f, b, sp->pts[i]);
+    double c[2] = {0, 0}, misfit;
+    if (rc == 0 && small_lsq(n, nb, U, y, c, &misfit) == 0) {
+      char pname[160];
+      snprintf(pname, sizeof pname, "%s.C", sp->name);
+      int bi = sv_params_find(m->p, pname);
+      if (bi < 0)
+        rc = sv_fail("pinn: no parameter block %s", pname);
+      else
+        for (int b = 0; b < nb; b++)
+          data[sv_params_block_offset(m->p, bi) + (size_t)b] = c[b];
+    }
+    free(y);
+    free(U[0]);
+    free(U[1]);
+    if (rc < 0)
+      return -1;
+  }
+  return 0;
+}
 
 static int on_step(void *ctx, int step)
 {
@@ -483,6 +838,60 @@ static int on_step(void *ctx, int step)
   }
   if (m->hook && m->hook(m->hook_ctx, m, m->stage, step) < 0)
     return sv_fail_context("pinn: step hook in stage %s at step %d", m->stage, step);
+  return 0;
+}
+
+/*
+ * Solve up to the first interior singular point before crossing it
+ * (option -left_steps): Levenberg-Marquardt on Chebyshev-Lobatto points of
+ * [lo, x_s] alone (as many as the whole grid, split over the ranks alike),
+ * without the matching residual; then the matching coefficients are fitted
+ * to the window's left half, so that the whole-domain stage starts from
+ * the determined left solution and its analytic continuation's
+ * coefficients. Without it a high-degree polynomial (2F1(-6, 7; 2; x),
+ * 1e3 at x = 2 and 1e-1 between its zeros on [0, 1]) left
+ * Levenberg-Marquardt wandering for 1500 steps from the Adam stage's
+ * point and never reaching it.
+ */
+static int left_stage(pinn_model *m, pinn_train_result *res, double *t0)
+{
+  double xs = INFINITY;
+  for (int k = 0; k < m->nsing; k++)
+    if (m->sing[k].f.x > m->lo && m->sing[k].f.x < m->hi)
+      xs = fmin(xs, m->sing[k].f.x);
+  if (!isfinite(xs))
+    return 0;
+  sv_run *r = m->r;
+  double *left = malloc((size_t)m->total * sizeof *left);
+  if (!left)
+    return sv_fail("pinn: out of memory");
+  lobatto(m->lo, xs, m->total, left);
+  memcpy(m->pts, left + m->first, (size_t)m->count * sizeof(double));
+  free(left);
+  for (int k = 0; k < m->nsing; k++)
+    if (m->sing[k].lsq && sv_lsq_set_weight(m->sing[k].lsq, 0, 0) < 0)
+      return -1;
+  sv_optim_opts so;
+  sv_optim_result or;
+  sv_optim_defaults(&so, SV_OPTIM_LM);
+  so.stage = "lm_left";
+  so.max_steps = m->o.left_steps;
+  so.gtol = m->o.gtol;
+  so.ftol = m->o.ftol;
+  so.on_step = on_step;
+  so.on_step_ctx = m;
+  m->stage = so.stage;
+  if (sv_minimize(r, m->p, &m->obj, &so, &or) < 0)
+    return sv_fail_context("pinn: Levenberg-Marquardt on [%g, %g]", m->lo, xs);
+  res->second_seconds += or.seconds;
+  *t0 += or.seconds;
+  res->left_steps = or.steps;
+  for (int k = 0; k < m->nsing; k++)
+    if (m->sing[k].lsq && sv_lsq_set_weight(m->sing[k].lsq, 0, m->o.frobenius_weight) < 0)
+      return -1;
+  if (fit_matching(m, 1) < 0)
+    return -1;
+  grid_reset(m);
   return 0;
 }
 
@@ -510,7 +919,35 @@ int pinn_model_train(pinn_model *m, pinn_train_result *res)
     return sv_fail_context("pinn: building the least-squares objective");
   if (sv_lsq_bind(m->lsq, m->x, m->pts) < 0)
     return -1;
-  const sv_objective *obj = sv_lsq_objective(m->lsq);
+  m->obj = *sv_lsq_objective(m->lsq);
+  int matching = 0;
+  for (int k = 0; k < m->nsing; k++) {
+    struct pinn_singular *sp = &m->sing[k];
+    if (!sp->match)
+      continue;
+    matching++;
+    if (sp->count > 0) {
+      sp->lsq = sv_lsq_new(m->g, m->p, 1, &sp->match, sp->count, sp->total);
+      if (!sp->lsq)
+        return sv_fail_context("pinn: the matching residual at x = %g", sp->f.x);
+      if (sv_lsq_bind(sp->lsq, m->x, sp->pts) < 0 || sv_lsq_bind(sp->lsq, sp->w, sp->wts) < 0 ||
+          sv_lsq_set_weight(sp->lsq, 0, m->o.frobenius_weight) < 0)
+        return -1;
+      m->obj.m += sv_lsq_objective(sp->lsq)->m;
+    }
+  }
+  if (matching) {
+    m->gtmp = malloc(m->obj.n * sizeof *m->gtmp + 1);
+    if (!m->gtmp)
+      return sv_fail("pinn: out of memory");
+    m->obj.loss_grad = all_loss_grad;
+    m->obj.residuals = all_residuals;
+    m->obj.ctx = m;
+    if (fit_matching(m, 0) < 0)
+      return sv_fail_context("pinn: first matching coefficients");
+    sv_metric(r, "matching_points", matching * m->o.frobenius_points);
+  }
+  const sv_objective *obj = &m->obj;
   {
     static const char *const cn[] = {"x"};
     const double *cc[] = {m->grid};
@@ -551,6 +988,9 @@ int pinn_model_train(pinn_model *m, pinn_train_result *res)
   /* LM and L-BFGS need one fixed objective: back to the even grid */
   m->resampling = 0;
   grid_reset(m);
+  if (m->o.left_steps > 0 && m->o.second == PINN_SECOND_LM && m->o.lm_steps > 0 &&
+      left_stage(m, res, &t0) < 0)
+    return -1;
   if (m->o.second != PINN_SECOND_NONE) {
     int lm = m->o.second == PINN_SECOND_LM;
     int steps = lm ? m->o.lm_steps : m->o.lbfgs_steps;
@@ -566,7 +1006,7 @@ int pinn_model_train(pinn_model *m, pinn_train_result *res)
       m->stage = so.stage;
       if (sv_minimize(r, m->p, obj, &so, &or) < 0)
         return sv_fail_context("pinn: %s stage", lm ? "Levenberg-Marquardt" : "L-BFGS");
-      res->second_seconds = or.seconds;
+      res->second_seconds += or.seconds;
       res->second_steps = or.steps;
       res->loss = or.loss;
       t0 += or.seconds;
@@ -598,10 +1038,14 @@ const char *pinn_describe_training(const pinn_opts *o, const pinn_train_result *
     w = snprintf(buf, n, "Adam %d steps (%.2f s)", t->adam_steps, t->adam_seconds);
   if (w < 0 || (size_t)w >= n)
     return buf;
-  if (o->second != PINN_SECOND_NONE && t->second_steps > 0)
-    snprintf(buf + w, n - (size_t)w, "%s%s %d steps (%.2f s)", w ? " + " : "",
+  if (o->second != PINN_SECOND_NONE && t->second_steps > 0) {
+    char left[64] = "";
+    if (t->left_steps > 0)
+      snprintf(left, sizeof left, " after %d up to the singular point", t->left_steps);
+    snprintf(buf + w, n - (size_t)w, "%s%s %d steps%s (%.2f s)", w ? " + " : "",
              o->second == PINN_SECOND_LM ? "Levenberg-Marquardt" : "L-BFGS", t->second_steps,
-             t->second_seconds);
+             left, t->second_seconds);
+  }
   if (!buf[0])
     snprintf(buf, n, "no training steps");
   return buf;
@@ -653,21 +1097,7 @@ int pinn_model_eval(pinn_model *m, int n, const double *x, double *const *vals,
     }
   if (k == 0)
     return 0;
-  sv_plan *plan = sv_compile(m->g, k, outs, n);
-  if (!plan)
-    return sv_fail_context("pinn: compiling the evaluation plan");
-  int rc = sv_plan_bind(plan, m->x, x);
-  if (rc == 0)
-    rc = sv_plan_run(plan);
-  for (int i = 0; i < k && rc == 0; i++) {
-    const double *v = sv_plan_value(plan, outs[i]);
-    if (!v)
-      rc = sv_fail("pinn: no value for an evaluated node");
-    else
-      memcpy(dst[i], v, (size_t)n * sizeof(double));
-  }
-  sv_plan_free(plan);
-  return rc;
+  return eval_nodes(m, k, outs, n, x, dst);
 }
 
 pinn_error pinn_error_of(int n, const double *y, const double *ref)
@@ -707,6 +1137,222 @@ double pinn_max_abs(int n, const double *v)
     if (!(fabs(v[i]) <= mx))
       mx = fabs(v[i]);
   return mx;
+}
+
+/* ------------------------------------------------------------------ */
+/* Trust                                                               */
+/* ------------------------------------------------------------------ */
+
+/* Thresholds of the continuation check, relative to max |y| on the window:
+   a healthy run is at the level of its own error there (1e-8 .. 1e-7,
+   measured); two glued solutions are at the level of the wrong coefficient
+   (1e-3 .. 1). */
+#define TRUST_MISMATCH 1e-5
+#define TRUST_MISFIT 1e-5
+
+/* rms over n points of sqrt(sum_k res_k^2) for every residual of m; the
+   values (n per residual) into buf. */
+static int residual_rms(pinn_model *m, int n, const double *x, double *buf, double *rms)
+{
+  double *dst[PINN_MAX_RESIDUALS];
+  for (int k = 0; k < m->nres; k++)
+    dst[k] = buf + (size_t)k * n;
+  int rc = eval_nodes(m, m->nres, m->res, n, x, dst);
+  double s = 0;
+  for (int k = 0; k < m->nres && rc == 0; k++)
+    for (int i = 0; i < n; i++)
+      s += dst[k][i] * dst[k][i];
+  *rms = sqrt(s / n);
+  return rc;
+}
+
+/* residual.csv: x, at_point (1 at a collocation point, 0 at a midpoint)
+   and every residual, sorted by x. */
+static int write_residuals(pinn_model *m, int N, const double *g, const double *rg, int nm,
+                           const double *mid, const double *rm)
+{
+  int n = N + nm, nc = 2 + m->nres;
+  double *cols = malloc((size_t)n * (size_t)nc * sizeof *cols);
+  if (!cols)
+    return sv_fail("pinn: out of memory for residual.csv");
+  const char *names[2 + PINN_MAX_RESIDUALS];
+  const double *cp[2 + PINN_MAX_RESIDUALS];
+  names[0] = "x";
+  names[1] = "at_point";
+  for (int k = 0; k < m->nres; k++)
+    names[2 + k] = m->res_name[k];
+  for (int c = 0; c < nc; c++)
+    cp[c] = cols + (size_t)c * n;
+  /* merge: g and mid are sorted and interleave */
+  int i = 0, j = 0;
+  for (int w = 0; w < n; w++) {
+    int take_g = j >= nm || (i < N && g[i] <= mid[j]);
+    cols[w] = take_g ? g[i] : mid[j];
+    cols[(size_t)n + w] = take_g;
+    for (int k = 0; k < m->nres; k++)
+      cols[(size_t)(2 + k) * n + w] = take_g ? rg[(size_t)k * N + i] : rm[(size_t)k * nm + j];
+    if (take_g)
+      i++;
+    else
+      j++;
+  }
+  int rc = sv_write_csv(m->r, "residual.csv", nc, names, (size_t)n, cp);
+  free(cols);
+  return rc;
+}
+
+/* The two halves of the window of one singular point: fit, compare. */
+static int check_continuation(pinn_model *m, const struct pinn_singular *sp, double *mismatch,
+                              double *misfit)
+{
+  enum { NS = 200 };
+  const pinn_frobenius *f = &sp->f;
+  int nb = f->nbasis, rc = 0;
+  double xs[2][NS], ys[2][NS], ub[2][2][NS], c[2][2] = {{0, 0}, {0, 0}}, ymax = 0;
+  int have[2] = {f->x > f->lo, f->hi > f->x};
+  *mismatch = 0;
+  *misfit = 0;
+  for (int side = 0; side < 2 && rc == 0; side++) {
+    if (!have[side])
+      continue;
+    /* the half-window without x_s itself */
+    for (int i = 0; i < NS; i++) {
+      double u = (i + 1.0) / NS;
+      xs[side][i] = side ? f->x + u * (f->hi - f->x) : f->x - u * (f->x - f->lo);
+    }
+    double *dst[1] = {ys[side]};
+    rc = eval_nodes(m, 1, (sv_node *const *)&sp->y, NS, xs[side], dst);
+    for (int i = 0; i < NS && rc == 0; i++) {
+      ymax = fmax(ymax, fabs(ys[side][i]));
+      for (int b = 0; b < nb; b++)
+        ub[side][b][i] = pinn_frobenius_eval(f, b, xs[side][i]);
+    }
+  }
+  if (rc < 0)
+    return -1;
+  if (!(ymax > 0))
+    ymax = 1;
+  for (int side = 0; side < 2; side++) {
+    if (!have[side])
+      continue;
+    double *U[2] = {ub[side][0], ub[side][1]}, mf;
+    if (small_lsq(NS, nb, U, ys[side], c[side], &mf) < 0) {
+      *misfit = INFINITY;
+      continue;
+    }
+    *misfit = fmax(*misfit, mf / ymax);
+  }
+  if (have[0] && have[1])
+    for (int side = 0; side < 2; side++)
+      for (int i = 0; i < NS; i++) {
+        double d = 0;
+        for (int b = 0; b < nb; b++)
+          d += (c[0][b] - c[1][b]) * ub[side][b][i];
+        *mismatch = fmax(*mismatch, fabs(d) / ymax);
+      }
+  return 0;
+}
+
+int pinn_model_trust(pinn_model *m, pinn_trust *out)
+{
+  pinn_trust t;
+  memset(&t, 0, sizeof t);
+  if (!m || !m->lsq)
+    return sv_fail("pinn_model_trust: the model is not trained");
+  sv_run *r = m->r;
+
+  /* 1. residual at the start grid's points and at its midpoints */
+  int N = m->total, nm = 0;
+  double *g = malloc((size_t)N * sizeof *g), *mid = malloc((size_t)N * sizeof *mid);
+  double *rg = malloc((size_t)N * (size_t)m->nres * sizeof *rg);
+  double *rm = malloc((size_t)N * (size_t)m->nres * sizeof *rm);
+  int rc = 0;
+  if (!g || !mid || !rg || !rm)
+    rc = sv_fail("pinn: out of memory for the trust check");
+  if (rc == 0) {
+    memcpy(g, m->grid, (size_t)N * sizeof *g);
+    qsort(g, (size_t)N, sizeof *g, cmp_double);
+    for (int i = 0; i + 1 < N; i++)
+      if (g[i + 1] > g[i])
+        mid[nm++] = 0.5 * (g[i] + g[i + 1]);
+    rc = residual_rms(m, N, g, rg, &t.rms_at);
+  }
+  if (rc == 0 && nm > 0)
+    rc = residual_rms(m, nm, mid, rm, &t.rms_between);
+  if (rc == 0)
+    rc = write_residuals(m, N, g, rg, nm, mid, rm);
+  free(g), free(mid), free(rg), free(rm);
+  if (rc < 0)
+    return -1;
+  t.between_ratio = t.rms_at > 0 ? t.rms_between / t.rms_at : (t.rms_between > 0 ? INFINITY : 1);
+  sv_metric(r, "residual_rms_at_points", t.rms_at);
+  sv_metric(r, "residual_rms_between_points", t.rms_between);
+  sv_metric(r, "residual_between_ratio", t.between_ratio);
+
+  /* 2. the continuation at each declared singular point */
+  double worst_x = NAN;
+  for (int k = 0; k < m->nsing; k++) {
+    const struct pinn_singular *sp = &m->sing[k];
+    double mm, mf;
+    if (check_continuation(m, sp, &mm, &mf) < 0)
+      return -1;
+    if (mm > t.continuation_mismatch)
+      worst_x = sp->f.x;
+    t.continuation_mismatch = fmax(t.continuation_mismatch, mm);
+    t.frobenius_misfit = fmax(t.frobenius_misfit, mf);
+    int interior = sp->f.x > m->lo && sp->f.x < m->hi;
+    if (!sp->match && !sp->f.residual_decides && (interior || !sp->f.integer_rho))
+      t.undetermined = 1;
+  }
+  if (m->nsing > 0) {
+    sv_metric(r, "continuation_mismatch", t.continuation_mismatch);
+    sv_metric(r, "frobenius_misfit", t.frobenius_misfit);
+    sv_metric(r, "continuation_undetermined", t.undetermined);
+  }
+
+  t.trusted = 1;
+  if (!(t.between_ratio <= m->o.trust_between)) {
+    t.trusted = 0;
+    sv_warn(r, "the rms residual between the collocation points (%.2e) is %.3g times the rms "
+            "residual at them (%.2e): the network fits the points, not the equation "
+            "(more -points, or -trust_between to move the threshold of %g)",
+            t.rms_between, t.between_ratio, t.rms_at, m->o.trust_between);
+    sv_headline(r, "  NOT TRUSTED: residual between the collocation points %.2e = %.3g x the "
+                "residual at them", t.rms_between, t.between_ratio);
+  }
+  if (t.undetermined) {
+    t.trusted = 0;
+    sv_warn(r, "-continuation none at a regular singular point whose second exponent is >= 1: "
+            "the residual cannot tell the solutions on its two sides apart, so the answer past "
+            "it is not determined (use -continuation frobenius)");
+    sv_headline(r, "  NOT TRUSTED: the residual cannot distinguish the continuations across "
+                "the singular point (-continuation none)");
+  }
+  if (t.continuation_mismatch > TRUST_MISMATCH) {
+    t.trusted = 0;
+    sv_warn(r, "the trained solution is two different solutions of the equation glued at the "
+            "singular point x = %g: fitted with the local Frobenius solutions on each side, "
+            "the two sides differ by %.2e of max |y| (threshold %g), which the residual "
+            "cannot see", worst_x, t.continuation_mismatch, TRUST_MISMATCH);
+    sv_headline(r, "  NOT TRUSTED: two different solutions on the two sides of x = %g "
+                "(continuation mismatch %.2e)", worst_x, t.continuation_mismatch);
+  }
+  if (t.frobenius_misfit > TRUST_MISFIT) {
+    t.trusted = 0;
+    sv_warn(r, "near a singular point the trained solution is no combination of the analytic "
+            "local solutions (misfit %.2e of max |y|, threshold %g): it is not analytic "
+            "there, or not a solution", t.frobenius_misfit, TRUST_MISFIT);
+    sv_headline(r, "  NOT TRUSTED: not analytic at a singular point (Frobenius misfit %.2e)",
+                t.frobenius_misfit);
+  }
+  sv_metric(r, "trusted", t.trusted);
+  if (t.trusted)
+    sv_headline(r, "  trust checks passed: residual between/at collocation points %.3g%s",
+                t.between_ratio, m->nsing ? ", the same analytic solution on both sides of "
+                                            "each singular point" : "");
+  if (out)
+    *out = t;
+  return 0;
 }
 
 /* ------------------------------------------------------------------ */

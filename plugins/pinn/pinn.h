@@ -41,6 +41,10 @@ typedef enum { PINN_SECOND_NONE = 0, PINN_SECOND_LM, PINN_SECOND_LBFGS } pinn_se
    them). */
 typedef enum { PINN_GRID_EVEN = 0, PINN_GRID_CHEBYSHEV } pinn_grid;
 
+/* How a solution is continued across a regular singular point inside the
+   domain (see "Regular singular points" below). */
+typedef enum { PINN_CONTINUATION_NONE = 0, PINN_CONTINUATION_FROBENIUS } pinn_continuation;
+
 typedef struct pinn_opts {
   /* network: depth hidden layers of width, activation */
   int width, depth;
@@ -64,6 +68,25 @@ typedef struct pinn_opts {
   int eval_points;
   /* Collocation start grid (also the grid of the second stage). */
   pinn_grid grid;
+  /* Continuation across regular singular points of a linear equation
+     (pinn_model_add_frobenius): frobenius or none; the matching window's
+     half-width as a fraction of the local series' radius of convergence;
+     matching points (over both sides); the matching residual's weight. The
+     options -continuation -frobenius_window -frobenius_points
+     -frobenius_weight are declared only when a plugin sets
+     declare_continuation before pinn_opts_declare. */
+  int declare_continuation;
+  pinn_continuation continuation;
+  double frobenius_window;
+  int frobenius_points;
+  double frobenius_weight;
+  /* Levenberg-Marquardt steps on [lo, x_s] alone (x_s the first interior
+     singular point declared) before the whole domain (-left_steps). */
+  int left_steps;
+  /* Trust checks after training (pinn_model_trust): warn when the rms
+     residual between the collocation points exceeds trust_between times
+     the rms residual at them (-trust_between). */
+  double trust_between;
 } pinn_opts;
 
 /* Generic defaults (every field set); a plugin overwrites what it wants
@@ -81,9 +104,10 @@ void pinn_opts_defaults(pinn_opts *o);
  */
 int pinn_opts_declare(sv_run *r, pinn_opts *o);
 
-/* "lm", "lbfgs", "none"; "even", "chebyshev". */
+/* "lm", "lbfgs", "none"; "even", "chebyshev"; "none", "frobenius". */
 const char *pinn_second_name(pinn_second s);
 const char *pinn_grid_name(pinn_grid g);
+const char *pinn_continuation_name(pinn_continuation c);
 
 /* ------------------------------------------------------------------ */
 /* Model                                                               */
@@ -131,6 +155,98 @@ int pinn_model_add_residual(pinn_model *m, const char *name, sv_node *res);
 const double *pinn_model_points(const pinn_model *m, int *count);
 
 /* ------------------------------------------------------------------ */
+/* Regular singular points of linear equations                         */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Why this exists. At a regular singular point x_s of
+ *
+ *     P(x) y'' + Q(x) y' + R(x) y = 0     (P(x_s) = 0, P'(x_s) != 0)
+ *
+ * the local solutions have the exponents 0 and rho = 1 - Q(x_s)/P'(x_s).
+ * When rho >= 1 the second one, |x - x_s|^rho (...), is C^1 or smoother
+ * at x_s, so a solution that is u on one side and u + B |x - x_s|^rho (...)
+ * on the other satisfies the equation on both sides, and the residual at
+ * the collocation points cannot tell the two apart: B is tied to the other
+ * side only through the network's smoothness, which a network that bends
+ * quickly near x_s (where |x - x_s|^rho is below its approximation error)
+ * does not provide. Measured on the hypergeometric equation at x = 1,
+ * (a, b, c) = (-3, 1, 1): the network came out as 0.628 (1 - x)^3 on
+ * (1, 2] (an exact solution; the ratio to (1 - x)^3 is constant to 1e-6)
+ * instead of (1 - x)^3, with a final loss of 1.4e-10; other seeds gave
+ * 0.069 and 0.014 times it, and a 3 x 32 network on 256 points with 3000
+ * steps 0.134 times it.
+ *
+ * The remedy is the one of the Frobenius method: near x_s the solution is
+ * a combination of the local solutions that are analytic there (a power
+ * series in t = x - x_s, the same function on both sides), with ONE set of
+ * coefficients C_j:
+ *
+ *     y(x) = sum_j C_j u_j(x)   for |x - x_s| <= h, on both sides.
+ *
+ * pinn_model_add_frobenius adds the C_j as trainable parameters and the
+ * residual y - sum_j C_j u_j at points of that window (both sides) to the
+ * loss. The analytic local solutions are u_0 (exponent 0) and, when rho is
+ * a positive integer N, u_N = t^N (...); a local solution with a
+ * non-integer power |t|^rho or a log|t| is excluded, since it has no
+ * continuation that the equation fixes (for rho not an integer, (x_s -
+ * x)^rho continues past x_s with an arbitrary phase). Tying the
+ * coefficients is then exactly the analytic continuation; a solution that
+ * needs an excluded part (a non-terminating 2F1 at x = 1) cannot satisfy
+ * the matching residual, which the trust check reports. The series are
+ * summed to round-off for |t| <= h = frobenius_window times their radius
+ * of convergence (the distance to the nearest other zero of P).
+ */
+#define PINN_MAX_DEGREE 6
+#define PINN_MAX_TERMS 400
+#define PINN_MAX_SINGULAR 4
+
+/* The coefficients of P, Q, R in powers of x (degree <= PINN_MAX_DEGREE). */
+typedef struct pinn_linear_ode {
+  int degree;
+  double P[PINN_MAX_DEGREE + 1], Q[PINN_MAX_DEGREE + 1], R[PINN_MAX_DEGREE + 1];
+} pinn_linear_ode;
+
+/* The analytic local solutions at one regular singular point. */
+typedef struct pinn_frobenius {
+  double x;             /* the singular point x_s */
+  double rho;           /* the exponents are 0 and rho */
+  int integer_rho;      /* rho is an integer */
+  int logarithmic;      /* rho = N >= 1 and the exponent-0 solution has a log */
+  double radius;        /* of convergence: distance to the nearest other zero of P */
+  double h, lo, hi;     /* window half-width; the window [lo, hi] (clipped to the domain) */
+  int nbasis;           /* analytic local solutions: 1 or 2 */
+  int exponent[2];      /* 0 or N */
+  int terms[2];         /* coefficients kept (powers t^0 ... t^(terms-1)) */
+  double scale[2];      /* max |series| over the window: u_j = series / scale */
+  double coef[2][PINN_MAX_TERMS];
+  int residual_decides; /* rho < 1: the residual alone tells the sides apart */
+} pinn_frobenius;
+
+/* The analysis at xs with the window `window` x radius (clipped to [lo,
+   hi]; the whole domain times window when P has no other zero). Fails with
+   a reason when xs is not a simple zero of P or a series does not settle. */
+int pinn_frobenius_local(const pinn_linear_ode *ode, double xs, double window, double lo,
+                         double hi, pinn_frobenius *f);
+/* u_b(x), normalised (max |u_b| = 1 on the window); meaningful on the window. */
+double pinn_frobenius_eval(const pinn_frobenius *f, int b, double x);
+/* One line: the exponents, which local solutions are analytic, the radius. */
+const char *pinn_frobenius_describe(const pinn_frobenius *f, char *buf, size_t n);
+
+/*
+ * Declare x_s a regular singular point of the linear equation `ode` that
+ * the solution y ([B,1], built on the model's input) crosses or ends at.
+ * With o->continuation == frobenius (the default) this adds the matching
+ * parameters "<name>.C" and residual described above (its own fixed points
+ * in the window, Chebyshev-Lobatto on each side; on MPI all on the last
+ * rank, so the rows keep the one-rank order); with none, only the
+ * analysis, for the trust check. Call before pinn_model_train. *info (may
+ * be NULL) receives the analysis.
+ */
+int pinn_model_add_frobenius(pinn_model *m, const char *name, sv_node *y,
+                             const pinn_linear_ode *ode, double xs, pinn_frobenius *info);
+
+/* ------------------------------------------------------------------ */
 /* Training                                                            */
 /* ------------------------------------------------------------------ */
 
@@ -138,6 +254,7 @@ typedef struct pinn_train_result {
   double loss;                  /* final loss */
   double adam_seconds, second_seconds, total_seconds;
   int adam_steps, second_steps; /* steps actually taken */
+  int left_steps;               /* of which on [lo, x_s] first (-left_steps) */
   double adam_loss;             /* loss at the end of the Adam stage */
 } pinn_train_result;
 
@@ -220,5 +337,41 @@ int pinn_plot_loss(sv_run *r, const char *title);
 
 /* max |v[i]| over n values (e.g. residuals on the evaluation grid). */
 double pinn_max_abs(int n, const double *v);
+
+/* ------------------------------------------------------------------ */
+/* Does the run trust its answer?                                      */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Two checks that need no reference solution, run after training:
+ *
+ * 1. The residual between the collocation points against the residual at
+ *    them: the rms over the midpoints of the (sorted) start grid divided
+ *    by the rms at its points (every residual of the model). A network
+ *    that fits the points, not the equation, has a large ratio.
+ *    Metrics residual_rms_at_points, residual_rms_between_points,
+ *    residual_between_ratio.
+ * 2. At each point declared with pinn_model_add_frobenius: the trained
+ *    solution is fitted, separately on the window's left and right halves,
+ *    with the analytic local solutions. If the two sides need different
+ *    coefficients, they are two different solutions glued at x_s, which the
+ *    residual could not tell apart. Metrics continuation_mismatch (the
+ *    largest, over the declared points, of |sum_j (C_j^left - C_j^right)
+ *    u_j| over the window, relative to max |y| there) and
+ *    frobenius_misfit (how far y is from any combination of them, the
+ *    worse side); continuation_undetermined = 1 when a point with rho >= 1
+ *    was declared with -continuation none (the residual cannot decide).
+ *
+ * Metric trusted = 1 when neither check fails; otherwise 0, a warning on
+ * stderr and a "NOT TRUSTED" line among the headlines, each with the reason.
+ */
+typedef struct pinn_trust {
+  double rms_at, rms_between, between_ratio;
+  double continuation_mismatch, frobenius_misfit;
+  int undetermined;
+  int trusted;
+} pinn_trust;
+
+int pinn_model_trust(pinn_model *m, pinn_trust *t);
 
 #endif /* PINN_H */
