@@ -8,10 +8,16 @@
  * Each op: kernel, derivative rule, descriptor, builder. A binary op's rule
  * sums its contribution back to the input's shape (sv__unbroadcast).
  */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
 #include "ops.h"
 
 #include <math.h>
 #include <string.h>
+#ifdef SV_HAVE_MVEC_TANH
+#include <immintrin.h>
+#endif
 
 /* ------------------------------------------------------------------ */
 /* Binary ops with broadcasting                                        */
@@ -52,10 +58,33 @@
           for (size_t i2 = 0; i2 < d[2]; i2++) {                                    \
             const double *pa = a + i0 * sa[0] + i1 * sa[1] + i2 * sa[2];            \
             const double *pb = b + i0 * sb[0] + i1 * sb[1] + i2 * sb[2];            \
-            for (size_t i3 = 0; i3 < d[3]; i3++) {                                  \
-              double x = pa[i3 * sa[3]], y = pb[i3 * sb[3]];                        \
-              o[m++] = (EXPR);                                                      \
+            double *po = o + m;                                                     \
+            size_t n3 = d[3];                                                       \
+            /* unit-stride inner loops (a bias row, a column) vectorise */          \
+            if (sa[3] == 1 && sb[3] == 1) {                                         \
+              for (size_t i3 = 0; i3 < n3; i3++) {                                  \
+                double x = pa[i3], y = pb[i3];                                      \
+                po[i3] = (EXPR);                                                    \
+              }                                                                     \
+            } else if (sa[3] == 1 && sb[3] == 0) {                                  \
+              double y = pb[0];                                                     \
+              for (size_t i3 = 0; i3 < n3; i3++) {                                  \
+                double x = pa[i3];                                                  \
+                po[i3] = (EXPR);                                                    \
+              }                                                                     \
+            } else if (sa[3] == 0 && sb[3] == 1) {                                  \
+              double x = pa[0];                                                     \
+              for (size_t i3 = 0; i3 < n3; i3++) {                                  \
+                double y = pb[i3];                                                  \
+                po[i3] = (EXPR);                                                    \
+              }                                                                     \
+            } else {                                                                \
+              for (size_t i3 = 0; i3 < n3; i3++) {                                  \
+                double x = pa[i3 * sa[3]], y = pb[i3 * sb[3]];                      \
+                po[i3] = (EXPR);                                                    \
+              }                                                                     \
             }                                                                       \
+            m += n3;                                                                \
           }                                                                         \
     }                                                                               \
     return 0;                                                                       \
@@ -249,7 +278,40 @@ sv_node *sv_sqrt(sv_node *a) { return unary(&op_sqrt, a, 0); }
 
 /* ---------- tanh: G (1 - tanh^2), fused ---------- */
 
-UNARY_KERNEL(tanh_kernel, tanh(x))
+/*
+ * glibc's libmvec AVX2 tanh, 4 lanes at a time, when the CPU has AVX2:
+ * ~4 ns per element against ~20 for scalar tanh, within 2 ulp of it.
+ * Networks of tanh units spend a quarter of a training step here.
+ */
+#ifdef SV_HAVE_MVEC_TANH
+__attribute__((target("avx2"))) __m256d _ZGVdN4v_tanh(__m256d x);
+
+__attribute__((target("avx2"))) static void tanh_avx2(const double *a, double *o, size_t n)
+{
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    _mm256_storeu_pd(o + i, _ZGVdN4v_tanh(_mm256_loadu_pd(a + i)));
+  for (; i < n; i++)
+    o[i] = tanh(a[i]);
+}
+#endif
+
+static int tanh_kernel(const sv_kctx *k)
+{
+  const double *a = sv__kin(k, 0);
+#ifdef SV_HAVE_MVEC_TANH
+  static int avx2 = -1;
+  if (avx2 < 0)
+    avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+  if (avx2) {
+    tanh_avx2(a, k->y, k->ny);
+    return 0;
+  }
+#endif
+  for (size_t i = 0; i < k->ny; i++)
+    k->y[i] = tanh(a[i]);
+  return 0;
+}
 static sv_node *tanh_vjp(sv_node *n, int i, sv_node *G) { (void)i; return tanh_back(G, n); }
 static const sv_opdef op_tanh = {.name = "tanh", .kernel = tanh_kernel, .vjp = tanh_vjp};
 sv_node *sv_tanh(sv_node *a) { return unary(&op_tanh, a, 0); }
