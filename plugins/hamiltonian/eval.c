@@ -40,7 +40,7 @@ int ham_eval_prog_build(ham_model *m, int N, int K, int reps, ham_eval_prog *p)
   }
   sv_node *out[2 + HAM_MAX_REPS];
   int n = 0;
-  out[n++] = p->net.field;
+  out[n++] = p->net.grad;
   out[n++] = p->net.Hpoint;
   for (int i = 0; reps && i < p->net.nrep; i++)
     out[n++] = p->net.rep[i];
@@ -63,7 +63,7 @@ static int field_at(ham_eval_prog *one, const double *x, double *f)
   memcpy(one->bx, x, (size_t)dim * sizeof *x);
   if (sv_plan_run(one->plan) < 0)
     return -1;
-  memcpy(f, sv_plan_value(one->plan, one->net.field), (size_t)dim * sizeof *f);
+  ham_grad_to_field(one->N, sv_plan_value(one->plan, one->net.grad), f);
   return 0;
 }
 
@@ -262,7 +262,7 @@ int ham_evaluate(sv_run *r, ham_model *m, const ham_eval_opts *o, ham_eval_resul
   double *save = malloc(n * sizeof *save), *tgt_rep = NULL, *roll = malloc((size_t)np * dim * sizeof *roll);
   int *perm = malloc((size_t)np * sizeof *perm), rc = -1;
   gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
-  double *rows = NULL, *all = NULL, *fq = NULL;
+  double *rows = NULL, *all = NULL;
   if (!save || !roll || !perm || !rng) {
     sv_fail("hamiltonian: out of memory for the evaluation");
     goto done;
@@ -337,10 +337,12 @@ int ham_evaluate(sv_run *r, ham_model *m, const ham_eval_opts *o, ham_eval_resul
       for (int S = 0; S <= o->steps; S++) {
         if (sv_plan_run(full.plan) < 0)
           goto done;
-        fq = (double *)sv_plan_value(full.plan, full.net.field);
+        const double *gq = sv_plan_value(full.plan, full.net.grad);
         double se = 0;
         for (int i = K; i < np; i++) {
-          const double *y = ham_deriv(d, traj, perm[i]), *f = fq + (size_t)perm[i] * dim;
+          double f[HAM_MAX_STATE];
+          const double *y = ham_deriv(d, traj, perm[i]);
+          ham_grad_to_field(N, gq + (size_t)perm[i] * dim, f);
           for (int k = 0; k < dim; k++)
             se += (f[k] - y[k]) * (f[k] - y[k]);
         }

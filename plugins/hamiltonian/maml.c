@@ -166,7 +166,7 @@ void ham_task_fill(const ham_dataset *d, int traj, int K, const int *idx, double
   for (int k = 0; k < K; k++) {
     memcpy(x + (size_t)k * dim, ham_state(d, traj, idx[k]), dim * sizeof(double));
     if (y)
-      memcpy(y + (size_t)k * dim, ham_deriv(d, traj, idx[k]), dim * sizeof(double));
+      ham_labels_to_grad(d->nodes, ham_deriv(d, traj, idx[k]), y + (size_t)k * dim);
   }
 }
 

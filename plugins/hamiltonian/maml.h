@@ -66,7 +66,8 @@ typedef struct {
   int *idx;  /* 2K point indices: support then query */
 } ham_task;
 
-/* Copy K states and labels of trajectory `traj` at idx into x and y. */
+/* Copy K states of trajectory `traj` at idx into x, and their labels in
+   gradient layout (ham_labels_to_grad) into y (if not NULL). */
 void ham_task_fill(const ham_dataset *d, int traj, int K, const int *idx, double *x, double *y);
 
 typedef enum { HAM_TRAIN_META = 0, HAM_TRAIN_PLAIN } ham_train_kind;

@@ -63,7 +63,7 @@ static sv_node *activate(sv_node *z, ham_act a)
 
 /* Block indices: fixed ones, then 7 per round, then the readouts. */
 enum { B_NODE_W = 0, B_NODE_B, B_EDGE_W, B_EDGE_B, B_ROUND0 };
-enum { R_A = 0, R_B, R_c, R_U, R_u, R_PER_ROUND };
+enum { R_M = 0, R_m, R_U, R_u, R_PER_ROUND };
 
 struct ham_model {
   ham_arch a;
@@ -130,17 +130,17 @@ ham_model *ham_model_new(const ham_arch *a)
   char name[64];
   int rc = declare(m, "node.W", 4, w, SV_PARAM_WEIGHT, 4, w, 0);
   rc |= declare(m, "node.b", w, 0, SV_PARAM_BIAS, 4, w, 0);
-  rc |= declare(m, "edge.W", 3, w, SV_PARAM_WEIGHT, 3, w, 1);
-  rc |= declare(m, "edge.b", w, 0, SV_PARAM_BIAS, 3, w, 1);
+  rc |= declare(m, "edge.W", 1, w, SV_PARAM_WEIGHT, 1, w, 1);
+  rc |= declare(m, "edge.b", w, 0, SV_PARAM_BIAS, 1, w, 1);
   for (int t = 0; t < a->rounds && rc == 0; t++) {
-    /* the message layer reads [h_src, h_dst] (2w inputs, Glorot's fan-in) */
-    static const char *const part[R_PER_ROUND] = {"msg%d.Wsrc", "msg%d.Wdst", "msg%d.b",
-                                                  "upd%d.W", "upd%d.b"};
+    /* the message filter reads the distance, the update the w node features */
+    static const char *const part[R_PER_ROUND] = {"msg%d.W", "msg%d.b", "upd%d.W", "upd%d.b"};
     for (int k = 0; k < R_PER_ROUND; k++) {
       snprintf(name, sizeof name, part[k], t + 1);
-      int bias = k == R_c || k == R_u, msg = k <= R_c;
-      rc |= declare(m, name, w, bias ? 0 : w, bias ? SV_PARAM_BIAS : SV_PARAM_WEIGHT,
-                    msg ? 2 * w : w, w, msg);
+      int bias = k == R_m || k == R_u, msg = k <= R_m;
+      int rows = k == R_M ? 1 : w, fan_in = msg ? 1 : w;
+      rc |= declare(m, name, rows, bias ? 0 : w, bias ? SV_PARAM_BIAS : SV_PARAM_WEIGHT, fan_in, w,
+                    msg);
     }
   }
   m->readout_node = m->nblocks;
@@ -190,55 +190,57 @@ int ham_net_build(ham_model *m, sv_node *const *B, int N, int K, sv_node *x, int
     return sv_fail("hamiltonian: network input must be [K N, 4] for N in 1..3 (got N = %d, K = %d)",
                    N, K);
   const ham_act act = m->a.act;
-  int R = K * N, E = K * N * (N - 1);
+  /* P unordered pairs per state; the E = 2P directed edges are the pairs
+     (a -> b) followed by the same pairs reversed (b -> a) */
+  int R = K * N, P = K * N * (N - 1) / 2, E = 2 * P;
   int *src = NULL, *dst = NULL, *pt = NULL;
-  if (E > 0 || (per_point && N > 1)) {
-    src = malloc((size_t)(E > R ? E : R) * sizeof *src);
-    dst = malloc((size_t)(E > 0 ? E : 1) * sizeof *dst);
-    pt = malloc((size_t)(E > R ? E : R) * sizeof *pt);
+  if (N > 1) {
+    src = malloc((size_t)E * sizeof *src);
+    dst = malloc((size_t)E * sizeof *dst);
+    pt = malloc((size_t)(R > P ? R : P) * sizeof *pt);
     if (!src || !dst || !pt) {
       free(src), free(dst), free(pt);
       return sv_fail("hamiltonian: out of memory for %d edges", E);
     }
-    int e = 0;
+    int p = 0;
     for (int k = 0; k < K; k++)
       for (int i = 0; i < N; i++)
-        for (int j = 0; j < N; j++)
-          if (i != j) {
-            src[e] = k * N + i;
-            dst[e] = k * N + j;
-            e++;
-          }
+        for (int j = i + 1; j < N; j++, p++) {
+          src[p] = dst[P + p] = k * N + i;
+          dst[p] = src[P + p] = k * N + j;
+        }
   }
 
-  sv_node *h = activate(dense(x, B[B_NODE_W], B[B_NODE_B]), act), *e = NULL;
+  sv_node *h = activate(dense(x, B[B_NODE_W], B[B_NODE_B]), act), *e = NULL, *r = NULL;
   out->rep_name[out->nrep] = "enc";
   out->rep[out->nrep++] = h;
   if (N > 1) {
+    /* the edge feature: the pair distance r = |q_a - q_b| */
     sv_node *q = sv_slice(x, 1, 0, 2);
-    sv_node *dq = sv_sub(sv_gather_rows(q, E, src), sv_gather_rows(q, E, dst));
-    int d1[2] = {E, 1};
-    sv_node *r = sv_reshape(sv_sqrt(sv_sum_axis(sv_square(dq), 1)), 2, d1);
-    sv_node *f[2] = {dq, r};
-    e = activate(dense(sv_concat(2, f, 1), B[B_EDGE_W], B[B_EDGE_B]), act);
+    sv_node *dq = sv_sub(sv_gather_rows(q, P, src), sv_gather_rows(q, P, dst));
+    int d1[2] = {P, 1};
+    r = sv_reshape(sv_sqrt(sv_sum_axis(sv_square(dq), 1)), 2, d1);
+    e = activate(dense(r, B[B_EDGE_W], B[B_EDGE_B]), act); /* [P, w] */
   }
   static const char *const round_names[HAM_MAX_ROUNDS] = {"round1", "round2"};
   for (int t = 0; t < m->a.rounds; t++) {
     sv_node *z = sv_matmul(h, B[round_block(t, R_U)]);
     if (N > 1) {
-      sv_node *hs = sv_gather_rows(sv_matmul(h, B[round_block(t, R_A)]), E, src);
-      sv_node *hd = sv_gather_rows(sv_matmul(h, B[round_block(t, R_B)]), E, dst);
-      sv_node *msg = activate(sv_add(sv_add(sv_add(hs, hd), e), B[round_block(t, R_c)]), act);
+      /* continuous-filter messages: the sender's features gated by a learned
+         filter of the distance, the same filter both ways along a pair */
+      sv_node *filt = activate(dense(r, B[round_block(t, R_M)], B[round_block(t, R_m)]), act);
+      sv_node *both[2] = {filt, filt};
+      sv_node *msg = sv_mul(sv_gather_rows(h, E, src), sv_concat(2, both, 0));
       z = sv_add(z, sv_scatter_add_rows(msg, E, dst, R));
     }
     h = sv_add(h, activate(sv_add(z, B[round_block(t, R_u)]), act));
     out->rep_name[out->nrep] = round_names[t];
     out->rep[out->nrep++] = h;
   }
-  sv_node *cn = sv_matmul(h, B[m->readout_node]), *ce = NULL; /* [R,1] */
+  sv_node *cn = sv_matmul(h, B[m->readout_node]), *ce = NULL; /* [R, 1] */
   out->Hsum = sv_sum(cn);
   if (N > 1) {
-    ce = sv_matmul(e, B[m->readout_edge]); /* [E,1] */
+    ce = sv_matmul(e, B[m->readout_edge]); /* [P, 1] */
     out->Hsum = sv_add(out->Hsum, sv_sum(ce));
     out->rep_name[out->nrep] = "edge";
     out->rep[out->nrep++] = e;
@@ -247,19 +249,17 @@ int ham_net_build(ham_model *m, sv_node *const *B, int N, int K, sv_node *x, int
     if (N == 1) {
       out->Hpoint = cn;
     } else {
-      for (int r = 0; r < R; r++)
-        pt[r] = r / N;
+      for (int i = 0; i < R; i++)
+        pt[i] = i / N;
       sv_node *hp = sv_scatter_add_rows(cn, R, pt, K);
-      for (int k = 0; k < E; k++)
-        pt[k] = k / (N * (N - 1));
-      out->Hpoint = sv_add(hp, sv_scatter_add_rows(ce, E, pt, K));
+      for (int p = 0; p < P; p++)
+        pt[p] = p / (N * (N - 1) / 2);
+      out->Hpoint = sv_add(hp, sv_scatter_add_rows(ce, P, pt, K));
     }
   }
   free(src), free(dst), free(pt);
-  sv_node *G = sv_grad(out->Hsum, x); /* [R, 4]: dH/dq, dH/dp per particle */
-  sv_node *parts[2] = {sv_slice(G, 1, 2, 2), sv_neg(sv_slice(G, 1, 0, 2))};
-  out->field = sv_concat(2, parts, 1);
-  if (!out->field || (per_point && !out->Hpoint))
+  out->grad = sv_grad(out->Hsum, x); /* [R, 4]: dH/dq, dH/dp per particle */
+  if (!out->grad || (per_point && !out->Hpoint))
     return sv_fail("hamiltonian: building the network: %s",
                    sv_graph_error(m->g) ? sv_graph_error(m->g) : "?");
   return 0;
@@ -273,10 +273,31 @@ sv_node *ham_loss_build(ham_model *m, sv_node *const *B, int N, int K, sv_node *
     net = &local;
   if (ham_net_build(m, B, N, K, x, 0, net) < 0)
     return NULL;
-  sv_node *L = sv_sum(sv_square(sv_sub(net->field, y)));
+  /* |J grad H - xdot|^2 = |grad H - g|^2 with g = (-dp/dt, dq/dt): no slicing */
+  sv_node *L = sv_sum(sv_square(sv_sub(net->grad, y)));
   if (m->a.norm == HAM_LOSS_MEAN)
     L = sv_scale(L, 1.0 / K);
   if (!L)
     sv_fail("hamiltonian: building the loss: %s", sv_graph_error(m->g) ? sv_graph_error(m->g) : "?");
   return L;
+}
+
+void ham_labels_to_grad(int rows, const double *xdot, double *g)
+{
+  for (int i = 0; i < rows; i++) {
+    const double *v = xdot + 4 * (size_t)i;
+    double *o = g + 4 * (size_t)i;
+    double qx = v[0], qy = v[1], px = v[2], py = v[3];
+    o[0] = -px, o[1] = -py, o[2] = qx, o[3] = qy;
+  }
+}
+
+void ham_grad_to_field(int rows, const double *g, double *f)
+{
+  for (int i = 0; i < rows; i++) {
+    const double *v = g + 4 * (size_t)i;
+    double *o = f + 4 * (size_t)i;
+    double a = v[0], b = v[1], c = v[2], d = v[3];
+    o[0] = c, o[1] = d, o[2] = -a, o[3] = -b;
+  }
 }

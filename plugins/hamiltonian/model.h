@@ -2,22 +2,25 @@
  * model.h -- the graph-network Hamiltonian H_theta and its vector field.
  *
  * Nodes are particles: node features (q_x, q_y, p_x, p_y). Edges join every
- * ordered pair of distinct particles of the same state (none for one
- * particle); edge features (q_i - q_j, |q_i - q_j|). Our architecture (the
- * paper fixes only "GNN with node and edge encoders, message passing, a
- * summed readout"):
+ * pair of distinct particles of the same state (none for one particle), and
+ * messages run both ways along each; the edge feature is the distance
+ * r = |q_i - q_j| (the systems' interactions are central). Our architecture
+ * (the paper fixes only "GNN with node and edge encoders, message passing, a
+ * summed readout"); the messages are continuous-filter convolutions (SchNet:
+ * the sender's features gated elementwise by a learned filter of the
+ * distance), which need no [E, w] x [w, w] product:
  *
  *   h   = act(x W_n + b_n)                          node encoder      [R, w]
- *   e   = act(f W_e + b_e)                          edge encoder      [E, w]
+ *   e   = act(r W_e + b_e)                          edge encoder      [P, w]
  *   per round t = 1..rounds:
- *     m   = act(h_src A_t + h_dst B_t + e + c_t)        messages      [E, w]
+ *     m   = h_src * act(r M_t + c_t)                    messages      [2P, w]
  *     a   = sum of m over the edges into each node      (scatter-add)
  *     h   = h + act(h U_t + a + u_t)                    residual update
- *   H   = sum_nodes h r_n + sum_edges e r_e             summed readout
+ *   H   = sum_nodes h r_n + sum_pairs e r_e             summed readout
  *
- * The K states of a task are stacked: R = K N node rows, E = K N (N - 1)
- * edge rows, and one graph evaluates them all (gather / scatter-add rows
- * for the message passing). The field is J grad_x H through the core's
+ * The K states of a task are stacked: R = K N node rows, P = K N (N - 1) / 2
+ * pair rows, and one graph evaluates them all (gather / scatter-add rows for
+ * the message passing). The field is J grad_x H through the core's
  * derivative nodes, so the loss holds second derivatives of the network and
  * a second-order MAML step third derivatives.
  *
@@ -79,7 +82,7 @@ int ham_model_init(ham_model *m, gsl_rng *rng);
 typedef struct {
   sv_node *Hsum;                 /* scalar: sum of H over the K states */
   sv_node *Hpoint;               /* [K, 1]: H of each state (if asked for) */
-  sv_node *field;                /* [K N, 4]: J grad_x H, rows like x */
+  sv_node *grad;                 /* [K N, 4]: grad_x H, rows like x (the field is J grad H) */
   int nrep;
   sv_node *rep[HAM_MAX_REPS];    /* representations: enc, round1.., edge */
   const char *rep_name[HAM_MAX_REPS];
@@ -93,13 +96,21 @@ typedef struct {
 int ham_net_build(ham_model *m, sv_node *const *B, int N, int K, sv_node *x, int per_point,
                   ham_net *out);
 
-/* The task loss sum_k |f_k - y_k|^2 (times 1/K for the mean norm), f the
-   field of the network at B on x, y the labels [K N, 4]. */
+/* The task loss sum_k |J grad H(x_k) - xdot_k|^2 (times 1/K for the mean
+   norm) of the network at B on x. y holds the labels in gradient layout,
+   g = (-dp/dt, dq/dt) per particle (ham_labels_to_grad), so that the loss
+   is sum |grad H - g|^2 without slicing the gradient. */
 sv_node *ham_loss_build(ham_model *m, sv_node *const *B, int N, int K, sv_node *x, sv_node *y,
                         ham_net *net);
 
 /* An input [K N, 4] of the model graph. */
 sv_node *ham_input(ham_model *m, const char *name, int N, int K);
+
+/* xdot (rows of (dq/dt, dp/dt)) to the gradient layout (-dp/dt, dq/dt),
+   and a gradient (dH/dq, dH/dp) to the field (dH/dp, -dH/dq); in place is
+   fine. */
+void ham_labels_to_grad(int rows, const double *xdot, double *g);
+void ham_grad_to_field(int rows, const double *g, double *f);
 
 /* A [n] node packing per-block nodes (the params' layout). */
 sv_node *ham_pack(ham_model *m, sv_node *const *blocks);
