@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const start_names[HAM_NSTARTS] = {"meta", "pretrain", "random"};
+static const char *const start_names[HAM_NSTARTS] = {"meta", "pretrain", "random", "pretrain_own"};
 
 const char *ham_start_name(int s) { return s >= 0 && s < HAM_NSTARTS ? start_names[s] : "?"; }
 
@@ -387,7 +387,7 @@ int ham_evaluate(sv_run *r, ham_model *m, const ham_eval_opts *o, ham_eval_resul
           goto done;
         const double *g = sv_plan_value(ad.adapt, ad.gs);
         for (size_t i = 0; i < n; i++)
-          theta[i] -= o->lr * g[i];
+          theta[i] -= o->lr[s] * g[i];
       }
       if (sv_run_rank(r) == 0)
         sv_progress_update(r, (long)c * o->nstarts + s + 1, row[row_dmse(&L, s, o->steps)]);

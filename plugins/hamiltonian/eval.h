@@ -50,8 +50,10 @@ int ham_rollout(ham_eval_prog *one, const double *x0, int npoints, double tmax, 
 /* Linear CKA of X [n, dx] and Y [n, dy] (row-major; copied and centred). */
 double ham_linear_cka(int n, int dx, const double *X, int dy, const double *Y);
 
-/* Our starts. */
-enum { HAM_START_META = 0, HAM_START_PRETRAIN, HAM_START_RANDOM, HAM_NSTARTS };
+/* Our starts: the meta-trained, pre-trained and random parameters, each
+   adapted at the common rate, and the pre-trained ones again at their own
+   rate ("pretrain_own"). */
+enum { HAM_START_META = 0, HAM_START_PRETRAIN, HAM_START_RANDOM, HAM_START_PRETRAIN_OWN, HAM_NSTARTS };
 const char *ham_start_name(int s);
 
 typedef struct {
@@ -60,12 +62,12 @@ typedef struct {
   int test_first, ntest;      /* its test trajectories */
   int K;                      /* support points */
   int steps;                  /* S max */
-  double lr;                  /* adaptation SGD rate */
+  double lr[HAM_NSTARTS];     /* adaptation SGD rate of each start (by slot) */
   int substeps;               /* RK4 steps per sample interval */
   unsigned long seed;         /* support sets */
   int nstarts;
   int start_id[HAM_NSTARTS];  /* which starts are present (HAM_START_*) */
-  const double *theta[HAM_NSTARTS];
+  const double *theta[HAM_NSTARTS]; /* by slot */
   const double *target;       /* the model trained on the system (CKA), or NULL */
 } ham_eval_opts;
 
