@@ -259,7 +259,7 @@ int ham_evaluate(sv_run *r, ham_model *m, const ham_eval_opts *o, ham_eval_resul
   if (ham_maml_prog_build(m, N, K, K, HAM_PROG_ADAPT, &ad) < 0)
     return -1;
   ad.balpha = 0;
-  double *save = malloc(n * sizeof *save), *tgt_rep = NULL, *roll = malloc((size_t)np * dim * sizeof *roll);
+  double *save = malloc(n * sizeof *save), *tgt_rep = NULL, *probe = NULL, *roll = malloc((size_t)np * dim * sizeof *roll);
   int *perm = malloc((size_t)np * sizeof *perm), rc = -1;
   gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
   double *rows = NULL, *all = NULL;
@@ -281,9 +281,26 @@ int ham_evaluate(sv_run *r, ham_model *m, const ham_eval_opts *o, ham_eval_resul
     rep_rows[l] = (int)(sv_plan_size(full.plan, full.net.rep[l]) / (size_t)width);
     rep_off[l + 1] = rep_off[l] + sv_plan_size(full.plan, full.net.rep[l]);
   }
-  if (o->target && !(tgt_rep = malloc(rep_off[res->nrep] * sizeof *tgt_rep))) {
+  if (o->target && (!(tgt_rep = malloc(rep_off[res->nrep] * sizeof *tgt_rep)) ||
+                    !(probe = malloc((size_t)np * dim * sizeof *probe)))) {
     sv_fail("hamiltonian: out of memory for the representations");
     goto done;
+  }
+  if (tgt_rep) {
+    /* the probe states: np states spread over all test trajectories, the
+       same for every start and step; the target model's representations of
+       them once */
+    for (int p = 0; p < np; p++) {
+      int j = o->test_first + p % o->ntest, k = (37 * p + p / o->ntest) % np;
+      memcpy(probe + (size_t)p * dim, ham_state(d, j, k), (size_t)dim * sizeof(double));
+    }
+    memcpy(full.bx, probe, (size_t)np * dim * sizeof(double));
+    memcpy(theta, o->target, n * sizeof *theta);
+    if (sv_plan_run(full.plan) < 0)
+      goto done;
+    for (int l = 0; l < res->nrep; l++)
+      memcpy(tgt_rep + rep_off[l], sv_plan_value(full.plan, full.net.rep[l]),
+             (rep_off[l + 1] - rep_off[l]) * sizeof(double));
   }
 
   row_layout L = {o->nstarts, o->steps, res->nat, res->nrep, 0};
@@ -322,14 +339,6 @@ int ham_evaluate(sv_run *r, ham_model *m, const ham_eval_opts *o, ham_eval_resul
     }
     ham_task_fill(d, traj, K, perm, ad.bxs, ad.bys);
     memcpy(full.bx, ham_state(d, traj, 0), (size_t)np * dim * sizeof(double));
-    if (tgt_rep) {
-      memcpy(theta, o->target, n * sizeof *theta);
-      if (sv_plan_run(full.plan) < 0)
-        goto done;
-      for (int l = 0; l < res->nrep; l++)
-        memcpy(tgt_rep + rep_off[l], sv_plan_value(full.plan, full.net.rep[l]),
-               (rep_off[l + 1] - rep_off[l]) * sizeof(double));
-    }
     double E0 = ham_energy(d->system, ham_state(d, traj, 0));
     for (int s = 0; s < o->nstarts; s++) {
       memcpy(theta, o->theta[s], n * sizeof *theta);
@@ -348,12 +357,6 @@ int ham_evaluate(sv_run *r, ham_model *m, const ham_eval_opts *o, ham_eval_resul
         }
         row[row_dmse(&L, s, S)] = se / ((double)nq * dim);
         if (a < res->nat && res->at[a] == S) {
-          /* CKA against the target model, on the trajectory's states */
-          for (int l = 0; l < res->nrep; l++)
-            row[row_cka(&L, s, a, l)] =
-                tgt_rep ? ham_linear_cka(rep_rows[l], width, sv_plan_value(full.plan, full.net.rep[l]),
-                                         width, tgt_rep + rep_off[l])
-                        : NAN;
           int div;
           if (ham_rollout(&one, ham_state(d, traj, 0), np, d->tmax, o->substeps, roll, &div) < 0)
             goto done;
@@ -377,6 +380,19 @@ int ham_evaluate(sv_run *r, ham_model *m, const ham_eval_opts *o, ham_eval_resul
               res->ex_H_roll[(size_t)s * np + k] = ham_energy(d->system, roll + (size_t)k * dim);
               res->ex_Hlearn_true[(size_t)s * np + k] = Hl[k];
             }
+          }
+          /* CKA against the target model on the probe states */
+          for (int l = 0; l < res->nrep; l++)
+            row[row_cka(&L, s, a, l)] = NAN;
+          if (tgt_rep) {
+            memcpy(full.bx, probe, (size_t)np * dim * sizeof(double));
+            if (sv_plan_run(full.plan) < 0)
+              goto done;
+            for (int l = 0; l < res->nrep; l++)
+              row[row_cka(&L, s, a, l)] =
+                  ham_linear_cka(rep_rows[l], width, sv_plan_value(full.plan, full.net.rep[l]), width,
+                                 tgt_rep + rep_off[l]);
+            memcpy(full.bx, ham_state(d, traj, 0), (size_t)np * dim * sizeof(double));
           }
           a++;
         }
@@ -455,7 +471,7 @@ int ham_evaluate(sv_run *r, ham_model *m, const ham_eval_opts *o, ham_eval_resul
 done:
   if (save)
     memcpy(theta, save, n * sizeof *theta);
-  free(save), free(tgt_rep), free(roll), free(perm), free(rows), free(all);
+  free(save), free(tgt_rep), free(probe), free(roll), free(perm), free(rows), free(all);
   gsl_rng_free(rng);
   ham_maml_prog_free(&ad);
   ham_eval_prog_free(&full);

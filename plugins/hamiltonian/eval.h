@@ -15,9 +15,12 @@
  *                    sqrt(sum_t |x^(t) - x(t)|^2) / sqrt(sum_t |x(t)|^2);
  *   energy error     mean over t of |H(x^(t)) - H(x(0))| / |H(x(0))|, H the
  *                    true Hamiltonian;
- *   CKA              linear CKA of each layer's representation on the
- *                    trajectory's states against a model trained on the
- *                    held-out system (its other trajectories).
+ *   CKA              linear CKA of each layer's representation against a
+ *                    model trained on the held-out system (its other
+ *                    trajectories, from its own initialisation), both on
+ *                    the same probe states: 200 states spread over all the
+ *                    test trajectories (one trajectory alone is a curve in
+ *                    state space, on which every smooth network looks alike).
  */
 #ifndef HAM_EVAL_H
 #define HAM_EVAL_H

@@ -175,8 +175,9 @@ static int ham_setup(sv_run *r, void **state)
                  "steps to report the gap (with 2 the first-order one comes free every step)",
                  &s.gap_every) < 0 ||
       sv_opt_bool(r, "-cka", 1,
-                  "train the reference model on the held-out system and report layer-wise linear "
-                  "CKA against it", &s.cka) < 0 ||
+                  "train a reference model on the held-out system's non-test trajectories (from "
+                  "its own random initialisation) and report layer-wise linear CKA of every "
+                  "adapted start against it", &s.cka) < 0 ||
       sv_opt_string(r, "-load_params", "",
                     "params.csv of an earlier run with the same architecture: its init, meta, "
                     "pretrain and target columns are taken instead of training (to re-evaluate, "
@@ -513,7 +514,7 @@ static int write_outputs(sv_run *r, const ham_state_t *s, const starts_t *st,
 
   int N = d->nodes, pend = d->system == HAM_PENDULUM;
   w = snprintf(script, sizeof script,
-               "set datafile separator ','\nset grid\nset size ratio -1\n"
+               "set datafile separator ','\nset grid\nset size ratio -1\nset key outside right top\n"
                "set title 'Held-out %s, test trajectory 0: rollouts after %d adaptation steps vs truth'\n"
                "set xlabel '%s'\nset ylabel '%s'\nplot ",
                sysname, s->adapt_steps, "q_x", pend ? "p_x" : "q_y");
@@ -535,7 +536,8 @@ static int write_outputs(sv_run *r, const ham_state_t *s, const starts_t *st,
 
   int hcol = 2 + 4 * N * (1 + ns);
   w = snprintf(script, sizeof script,
-               "set datafile separator ','\nset grid\nset multiplot layout 2,1 title "
+               "set datafile separator ','\nset grid\nset key outside right top\n"
+               "set multiplot layout 2,1 title "
                "'Held-out %s, test trajectory 0, after %d adaptation steps'\n"
                "set xlabel 't'\nset ylabel 'true H'\n"
                "set title 'true H along each rollout (constant for the true dynamics)'\n"
@@ -791,7 +793,19 @@ static int ham_run(sv_run *r, void *state)
       s->pretrain_adapt_lr != s->adapt_lr)
     st.id[st.nstarts++] = HAM_START_PRETRAIN_OWN;
   if (s->cka && !loaded[3]) {
-    memcpy(sv_params_data(P), theta0, n * sizeof(double));
+    /* the reference starts from its own random initialisation: trained from
+       theta0 it would stay close to theta0's features, and CKA would measure
+       how far training moved rather than what it learned */
+    gsl_rng *trng = gsl_rng_alloc(gsl_rng_mt19937);
+    if (!trng) {
+      sv_fail("hamiltonian_meta: out of memory");
+      goto done;
+    }
+    gsl_rng_set(trng, sub_seed(r, 2));
+    int trc = ham_model_init(m, trng);
+    gsl_rng_free(trng);
+    if (trc < 0)
+      goto done;
     if (train_one(r, m, s, data, HAM_TRAIN_PLAIN, "target", s->target_steps, 1, target, &tgt_res) < 0)
       goto done;
   }
