@@ -369,8 +369,10 @@ int ham_evaluate(sv_run *r, ham_model *m, const ham_eval_opts *o, ham_eval_resul
             }
             ee += fabs(ham_energy(d->system, xr) - E0) / fabs(E0);
           }
-          row[row_at(&L, 0, s, a)] = sqrt(num / den);
-          row[row_at(&L, 1, s, a)] = ee / np;
+          /* a rollout that blew up has failed: infinite errors (held at its
+             last state it would otherwise score a small energy error) */
+          row[row_at(&L, 0, s, a)] = div ? INFINITY : sqrt(num / den);
+          row[row_at(&L, 1, s, a)] = div ? INFINITY : ee / np;
           row[row_at(&L, 2, s, a)] = div;
           if (jt == 0 && S == o->steps) {
             /* the example: rollout, true H along it, learned H along the truth */

@@ -45,7 +45,8 @@ void ham_eval_prog_free(ham_eval_prog *p);
  * x0 over npoints times t_k = k tmax / (npoints - 1), `substeps` RK4 steps
  * per interval; one = the K = 1 program. A state that becomes non-finite
  * or leaves |x| < 1e3 stops the rollout: the rest is held at the last
- * state and *diverged set. xs: npoints * 4N.
+ * state and *diverged set (ham_evaluate then scores its trajectory and
+ * energy errors as infinite). xs: npoints * 4N.
  */
 int ham_rollout(ham_eval_prog *one, const double *x0, int npoints, double tmax, int substeps,
                 double *xs, int *diverged);
