@@ -52,7 +52,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "python: $PYTHON, torch $("$PYTHON" -c 'import torch; print(torch.__version__)'), threads per side: $THREADS"
 echo "scratch: $OUT"
-echo "configuration: width 64, 1 round, tanh, 10 tasks of 50 + 50 points, alpha 1e-2, Adam 5e-4, float64"
+echo "configuration: width 64, 1 round, tanh, 10 tasks of 50 + 50 points, summed task loss, alpha 1e-3, Adam 5e-4, float64"
 
 # 1. the same computation on both sides
 bench/hamiltonian_step -order 2 -steps 1 -repeats 1 -warmup 0 -dump "$OUT/ham_dump.txt" > /dev/null

@@ -64,6 +64,7 @@ def read_dump(path):
     for key in ("alpha", "lr"):
         k, v = line().split()
         d[key] = float(v)
+    k, d["norm"] = line().split()
     nb = int(line().split()[1])
     d["blocks"] = []
     for _ in range(nb):
@@ -132,19 +133,21 @@ def hamiltonian(p, x, N, edges, rounds):
     return H + (h @ p["readout.node"]).sum()
 
 
-def task_loss(p, x, xdot, N, K, edges, rounds):
-    """mean over the K states of |J grad_x H - xdot|^2."""
+def task_loss(p, x, xdot, N, K, edges, rounds, norm):
+    """|J grad_x H - xdot|^2 summed over the K states (or their mean)."""
     x = x.detach().requires_grad_(True)
     H = hamiltonian(p, x, N, edges, rounds)
     dH, = torch.autograd.grad(H, x, create_graph=True)
     field = torch.cat([dH[:, 2:], -dH[:, :2]], 1)
-    return ((field - xdot) ** 2).sum() / K
+    loss = ((field - xdot) ** 2).sum()
+    return loss / K if norm == "mean" else loss
 
 
 class Maml:
-    def __init__(self, width, rounds, alpha, lr, blocks=None, seed=0):
+    def __init__(self, width, rounds, alpha, lr, norm, blocks=None, seed=0):
         torch.manual_seed(seed)
         self.rounds = rounds
+        self.norm = norm
         self.alpha = alpha
         self.names = []
         self.params = {}
@@ -174,7 +177,7 @@ class Maml:
         for t in tasks:
             N, K = t["N"], t["K"]
             ed = self.edges_for(N, K)
-            ls = task_loss(self.params, t["xs"], t["ys"], N, K, ed, self.rounds)
+            ls = task_loss(self.params, t["xs"], t["ys"], N, K, ed, self.rounds, self.norm)
             grads = torch.autograd.grad(ls, self.plist, create_graph=(order == 2), allow_unused=True)
             fast = {}
             for name, p, g in zip(self.names, self.plist, grads):
@@ -182,7 +185,7 @@ class Maml:
                     fast[name] = p
                 else:
                     fast[name] = p - self.alpha * (g if order == 2 else g.detach())
-            lq = task_loss(fast, t["xq"], t["yq"], N, K, ed, self.rounds) / len(tasks)
+            lq = task_loss(fast, t["xq"], t["yq"], N, K, ed, self.rounds, self.norm) / len(tasks)
             lq.backward()
             total += lq.item()
         return total
@@ -217,13 +220,13 @@ def main():
     if a.check:
         d = read_dump(a.check)
         for order, key in ((2, "grad2"), (1, "grad1")):
-            m = Maml(d["width"], d["rounds"], d["alpha"], d["lr"], d["blocks"])
+            m = Maml(d["width"], d["rounds"], d["alpha"], d["lr"], d["norm"], d["blocks"])
             m.opt.zero_grad(set_to_none=False)
             loss = m.meta_loss_backward(d["batches"][0], order)
             print("check_order%d_grad_relerr %.3e" % (order, rel(m.flat("grad"), d[key])))
             if order == 2:
                 print("check_loss_relerr %.3e" % abs((loss - d["loss"]) / d["loss"]))
-        m = Maml(d["width"], d["rounds"], d["alpha"], d["lr"], d["blocks"])
+        m = Maml(d["width"], d["rounds"], d["alpha"], d["lr"], d["norm"], d["blocks"])
         for b in d["batches"]:
             m.step(b, 2)
         print("check_after3_relerr %.3e" % rel(m.flat(), d["after3"]))
@@ -242,7 +245,7 @@ def main():
         by_sys.setdefault(t["system"], []).append(t)
     systems = sorted(by_sys)
     rng = random.Random(1)
-    m = Maml(d["width"], d["rounds"], d["alpha"], d["lr"], d["blocks"])
+    m = Maml(d["width"], d["rounds"], d["alpha"], d["lr"], d["norm"], d["blocks"])
 
     def batch():
         return [rng.choice(by_sys[rng.choice(systems)]) for _ in range(10)]
