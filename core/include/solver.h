@@ -126,13 +126,17 @@ SV_API sv_node *sv_erf(sv_node *a);
 SV_API sv_node *sv_gelu(sv_node *a);
 
 /*
- * Matrix product of 2-D nodes through cblas_dgemm:
- * op(a) * op(b), op = transpose when the flag is set. A batched `a`
- * ([B,k] * [k,n] -> [B,n]) is the common case; transpose_a of a batched
- * `a` contracts over the batch ([B,m]^T [B,n] -> [m,n]).
+ * Matrix product through cblas_dgemm: op(a) * op(b), op = transpose when
+ * the flag is set. A batched `a` ([B,k] * [k,n] -> [B,n]) is the common
+ * case; transpose_a of a batched `a` contracts over the batch ([B,m]^T
+ * [B,n] -> [m,n]). `a` may have more axes, all but the last being rows:
+ * [B,J,k] * [k,n] -> [B,J,n], and [B,J,m]^T [B,J,n] -> [m,n].
  */
 SV_API sv_node *sv_matmul(sv_node *a, sv_node *b);
 SV_API sv_node *sv_matmul_t(sv_node *a, int transpose_a, sv_node *b, int transpose_b);
+/* A batch of products: a [N, m, k] x b [N, k, n] -> [N, m, n], one per
+   leading index (usually the batch axis), transposes on the last two axes. */
+SV_API sv_node *sv_bmm(sv_node *a, int transpose_a, sv_node *b, int transpose_b);
 
 /* Reductions. axis may be negative (from the end); the axis is dropped. */
 SV_API sv_node *sv_sum(sv_node *a);  /* all elements -> scalar */
@@ -294,10 +298,73 @@ SV_API sv_node *sv_mlp_at(sv_params *p, sv_node *theta, const char *name, sv_nod
                           int depth, int nout, sv_activation act);
 
 /* ------------------------------------------------------------------ */
-/* Objectives and optimizers                                           */
+/* Training: schedules, per-block scales, interrupt and resume         */
 /* ------------------------------------------------------------------ */
 
 typedef struct sv_run sv_run;
+
+/*
+ * Learning-rate schedules of SGD and Adam (sv_optim_opts.schedule), after
+ * an optional linear warm-up: lr (t + 1) / warmup_steps for the steps
+ * t < warmup_steps, then
+ *   SV_LR_CONSTANT  lr, or cosine warm restarts when restart_period > 0;
+ *   SV_LR_COSINE    lr_min + (lr - lr_min) (1 + cos(pi p)) / 2 with
+ *                   p = (t - warmup_steps) / (max_steps - warmup_steps):
+ *                   one cosine over the whole stage, down to lr_min.
+ */
+typedef enum { SV_LR_CONSTANT = 0, SV_LR_COSINE } sv_lr_schedule;
+
+/*
+ * Per-block multipliers of the learning rate and of the weight decay for
+ * every block whose name starts with block_prefix ("" is every block):
+ * block i moves at lr * lr_scale_i and decays by weight_decay *
+ * decay_scale_i (0 exempts biases, norms, state-space parameters). Both
+ * default to 1. Fails, naming the prefix, when no block matches or a
+ * scale is negative or not finite. SGD and Adam apply them; L-BFGS and LM
+ * ignore them.
+ */
+SV_API int sv_params_set_scales(sv_params *p, const char *block_prefix, double lr_scale,
+                                double decay_scale);
+SV_API double sv_params_block_lr_scale(const sv_params *p, int i);
+SV_API double sv_params_block_decay_scale(const sv_params *p, int i);
+
+/*
+ * Nonzero (the signal number, SIGINT or SIGTERM) once the user asked this
+ * process to stop: the `solver` program catches SIGINT and SIGTERM while
+ * the plugin runs. sv_minimize stops by itself at the end of a step,
+ * saves what resuming needs and fails; a plugin's own long loops (data
+ * generation, evaluation) check this and return sv_fail(...) early. It is
+ * this rank's view, without communication: a loop with collective calls
+ * sums it over the ranks itself (sv_allreduce_sum) so that every rank
+ * leaves at the same iteration.
+ */
+SV_API int sv_interrupted(const sv_run *r);
+
+/*
+ * Taylor mode (jets): an MLP of x [B, d] (d <= SV_JET_MAX_DIRS) together
+ * with its first `order` (1 or 2) derivatives along each input axis,
+ * pushed forward layer by layer: du/dx_k and d2u/dx_k^2 (no mixed
+ * derivatives). The value and derivative rows are stacked so that each
+ * layer is one matrix product and one fused activation node; the weight
+ * gradient is ordinary reverse mode over those nodes. Same parameter
+ * blocks (and so the same values and checkpoints) as sv_mlp / sv_mlp_at;
+ * theta as in sv_mlp_at (NULL: the params). Far cheaper than
+ * sv_grad(sv_grad(u, x), x) for u''. 0, or -1 with sv_fail.
+ */
+#define SV_JET_MAX_DIRS 3
+typedef struct sv_jet {
+  int ndir, order;
+  sv_node *u;                     /* [B, nout] */
+  sv_node *du[SV_JET_MAX_DIRS];   /* du/dx_k, [B, nout] */
+  sv_node *d2u[SV_JET_MAX_DIRS];  /* d2u/dx_k^2 (order 2), [B, nout] */
+  sv_node *stack;                 /* [B, 1 + order d, nout]: u, du_k..., d2u_k... */
+} sv_jet;
+SV_API int sv_mlp_jet(sv_params *p, sv_node *theta, const char *name, sv_node *x, int width,
+                      int depth, int nout, sv_activation act, int order, sv_jet *out);
+
+/* ------------------------------------------------------------------ */
+/* Objectives and optimizers                                           */
+/* ------------------------------------------------------------------ */
 
 /*
  * What an optimizer minimises. Every callback computes this rank's share;
@@ -340,6 +407,27 @@ typedef struct sv_optim_opts {
   /* Called every step before the loss is evaluated (for resampling); may be NULL. */
   int (*on_step)(void *ctx, int step);
   void *on_step_ctx;
+  /* ABI 2 (appended; sv_optim_defaults sets them all). */
+  int steps_per_epoch;   /* > 0: a stochastic objective (SGD/Adam): on_step(step) moves
+                            to the minibatch of that step, batch step % steps_per_epoch
+                            of epoch step / steps_per_epoch; max_steps evaluations, no
+                            final one; epochs.csv gets each epoch's mean loss */
+  /* Optional, with steps_per_epoch: this rank's (sum, count) of a metric
+     over the batch just evaluated (e.g. correct predictions, samples); the
+     core sums both over the ranks and shows sum/count over the epoch so
+     far as metric_name. Called with on_step_ctx after each evaluation. */
+  int (*batch_metric)(void *ctx, double *sum, double *count);
+  const char *metric_name; /* "accuracy" (NULL: "metric") */
+  double weight_decay;   /* SGD/Adam: decoupled decay theta *= 1 - lr wd before the update
+                            (Adam with weight_decay > 0 is AdamW) */
+  sv_lr_schedule schedule; /* SGD/Adam, see sv_lr_schedule */
+  int warmup_steps;      /* SGD/Adam: linear warm-up steps (0: none) */
+  double clip_norm;      /* SGD/Adam: clip the global gradient 2-norm to this (0: off) */
+  /* LM: stop (converged) when the loss fell by less than a fraction
+     stall_rtol over the last stall_window steps, checked every
+     stall_window steps (0: run every step) */
+  int stall_window;
+  double stall_rtol;
 } sv_optim_opts;
 
 /* Defaults for a kind: Adam lr 1e-3, betas 0.9/0.999, ... */
@@ -357,6 +445,15 @@ typedef struct sv_optim_result {
  * the run (loss_history.csv), shows progress, checkpoints the parameters,
  * and stops with an error naming the step if the loss becomes NaN or Inf
  * (the parameters are restored to the last good values).
+ *
+ * Each call is a stage with an ordinal (1, 2, ... in the run). Under the
+ * `solver` program a completed stage is journalled in <outdir>/resume/, and
+ * an interrupted one (SIGINT, SIGTERM) stops at the end of a step, saves
+ * its parameters, optimizer state and the run's RNG state there and fails;
+ * `solver --resume DIR` runs the plugin again, and each stage journalled
+ * before loads its result instead of training, the interrupted one goes on
+ * from the next step. An interrupted L-BFGS stage starts over (TAO's
+ * history cannot be saved).
  */
 SV_API int sv_minimize(sv_run *run, sv_params *p, const sv_objective *obj,
                        const sv_optim_opts *o, sv_optim_result *res);
@@ -445,11 +542,151 @@ SV_API int sv_checkpoint_load(sv_params *p, const char *path);
 SV_API const char *sv_run_checkpoint_path(const sv_run *r);
 
 /* ------------------------------------------------------------------ */
+/* Datasets, minibatches and evaluation                                */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A dataset in memory: n examples of `size` values each, and optionally one
+ * integer label per example. Read from IDX files (the MNIST format: a
+ * big-endian header "00 00 type ndims", ndims uint32 sizes, then the
+ * values), plain or gzipped. Unsigned-byte values (type 0x08) become v/255
+ * in [0, 1]; signed bytes, shorts, ints, floats and doubles (types 0x09,
+ * 0x0B, 0x0C, 0x0D, 0x0E) are taken as they are and must be finite.
+ * Labels are integer types (0x08, 0x09, 0x0B, 0x0C) in a one-axis file.
+ */
+typedef struct sv_dataset {
+  int n;              /* examples (at least 1) */
+  int ndim;           /* axes of one example: 2 for IDX images (rows, cols),
+                         1 for vectors, 0 for scalars */
+  int dims[3];        /* sizes of those axes (unused ones are 1) */
+  size_t size;        /* values per example: the product of dims */
+  double *x;          /* n * size values, example after example */
+  int *y;             /* n labels in [0, nclasses), or NULL without labels */
+  int nclasses;       /* as given to the loader */
+} sv_dataset;
+
+/* At most this many values in one IDX file (a corrupt header claiming more
+   is refused before anything is allocated). */
+#define SV_IDX_MAX_VALUES 2147483647L /* INT_MAX */
+
+/*
+ * Read an IDX file of examples (plain or gzip, told apart by the content,
+ * not the name) and, if `labels` is not NULL, its IDX labels file, whose
+ * count must match and whose values must lie in [0, nclasses). Memory grows
+ * only with the data actually read, so a corrupt header cannot cause a huge
+ * allocation. NULL on failure, with a message naming the file and the
+ * problem: missing or unreadable, truncated header or data (bytes expected
+ * and found), not IDX (bad magic), unsupported type, trailing bytes,
+ * impossible dimensions, no examples, count mismatch, a label out of range
+ * (its index and value), a corrupt gzip stream.
+ */
+SV_API sv_dataset *sv_dataset_load_idx(const char *images, const char *labels, int nclasses);
+/* The split of an MNIST-layout directory: <dir>/<split>-images-idx3-ubyte
+   and <dir>/<split>-labels-idx1-ubyte, each plain or with ".gz" (the plain
+   file wins when both exist). `split` is a file name prefix such as
+   "train" or "t10k" (no '/'). */
+SV_API sv_dataset *sv_dataset_load_dir(const char *dir, const char *split, int nclasses);
+/* A copy of examples [first, first + count), labels included. */
+SV_API sv_dataset *sv_dataset_subset(const sv_dataset *d, int first, int count);
+SV_API void sv_dataset_free(sv_dataset *d);
+/* Copy examples idx[0..count) into x (count * d->size values) and their
+   labels into y (count values, as doubles since graph inputs are doubles).
+   Either output may be NULL; asking for labels of an unlabelled dataset
+   or an index outside [0, n) is an error naming it. */
+SV_API int sv_dataset_gather(const sv_dataset *d, int count, const int *idx, double *x,
+                             double *y);
+
+/* Write n images of rows x cols values in [0, 1] as an IDX unsigned-byte
+   file (each value stored as round(v * 255)), and n labels in [0, 255] as
+   an IDX labels file, atomically (a temporary file, then renamed). A path
+   ending in ".gz" is gzipped. For tests, benchmarks and generated data. */
+SV_API int sv_idx_write_images(const char *path, int n, int rows, int cols, const double *x);
+SV_API int sv_idx_write_labels(const char *path, int n, const int *y);
+
+/*
+ * Shuffled minibatches of n examples, split over the ranks of a run.
+ *
+ * An epoch is a fresh permutation of 0..n-1 cut into batches of `batch`;
+ * the last, partial batch is dropped when drop_last is set and kept (with
+ * fewer examples) otherwise. The permutation of epoch e depends only on
+ * (run seed, salt, e), so the examples of any step can be recomputed from
+ * the step number alone: resuming at step s gives the batches an
+ * uninterrupted run would have had. Use different salts for independent
+ * streams (training and validation). Each rank gets a contiguous share of
+ * every batch (sv_run_partition of the batch over the ranks); a rank's
+ * share may be empty when a batch has fewer examples than there are ranks.
+ * With a NULL run: one rank, seed 0. The run must outlive the batches.
+ */
+typedef struct sv_batches sv_batches;
+
+SV_API sv_batches *sv_batches_new(sv_run *r, int n, int batch, int drop_last,
+                                  unsigned long salt);
+SV_API void sv_batches_free(sv_batches *b);
+SV_API long sv_batches_per_epoch(const sv_batches *b);
+/*
+ * The batch of global step `step` (>= 0; epoch = step / per_epoch): *idx
+ * points at this rank's *count example indices (valid until the next call
+ * or sv_batches_free), *global_count is the size of the whole batch over
+ * all ranks (divide a summed loss by it, so that the optimizer's sum over
+ * ranks is the batch mean), *epoch the epoch. Any output may be NULL.
+ */
+SV_API int sv_batches_get(sv_batches *b, long step, const int **idx, int *count,
+                          int *global_count, long *epoch);
+
+/*
+ * Evaluating a classifier over a labelled dataset. The predict callback
+ * gets `count` examples (x: count * d->size values) and writes count *
+ * nclasses scores (logits or probabilities); the prediction is the argmax,
+ * the first maximum on ties. Each rank predicts its share of the examples
+ * (sv_run_partition), in calls of at most `batch` examples; the counts are
+ * summed over the ranks, so every rank gets the same result, whatever the
+ * number of ranks. A failing callback or a NaN score fails the call on
+ * every rank. A NULL run is one rank.
+ */
+typedef int (*sv_predict_fn)(void *ctx, int count, const double *x, double *scores);
+
+typedef struct sv_eval {
+  double accuracy;    /* correct / n */
+  int n, correct, nclasses;
+  long *confusion;    /* nclasses x nclasses, row-major [true][predicted] */
+  int *pred;          /* n predictions, in the dataset's order */
+} sv_eval;
+
+SV_API int sv_evaluate_classifier(sv_run *r, const sv_dataset *d, int batch, sv_predict_fn f,
+                                  void *ctx, sv_eval *out);
+/* Free what sv_evaluate_classifier allocated in *e (not e itself). */
+SV_API void sv_eval_free(sv_eval *e);
+/*
+ * Report an evaluation under a name prefix ("test"): the metric
+ * "<prefix>_accuracy" (a fraction in [0, 1]); <prefix>_confusion.csv (a
+ * "true" column of class names, then one column per predicted class);
+ * <prefix>_per_class.csv (class, name, count, correct, accuracy; accuracy
+ * is nan for a class without examples); <prefix>_confusion.png, a heat map
+ * of the fraction of each true class with the counts written in (gnuplot,
+ * when installed). class_names may be NULL (names are then 0..n-1).
+ * Files are written on rank 0 only; call it on every rank.
+ */
+SV_API int sv_eval_report(sv_run *r, const sv_eval *e, const char *prefix,
+                          const char *const *class_names);
+/*
+ * A PNG grid of `count` grey-scale images (rows x cols values each, 0 black
+ * to 1 white, values outside clipped) for a person to look at, each with a
+ * caption: the predicted class, and for a mistake (pred != truth) a red
+ * frame and "pred A / true B". pred and truth may be NULL (no captions, or
+ * only the class given); class_names may be NULL (numbers). At most
+ * SV_GRID_MAX images. Rank 0 draws (gnuplot, when installed).
+ */
+#define SV_GRID_MAX 400
+SV_API int sv_plot_image_grid(sv_run *r, const char *png, int count, int rows, int cols,
+                              const double *images, const int *pred, const int *truth,
+                              const char *const *class_names);
+
+/* ------------------------------------------------------------------ */
 /* Plugins                                                             */
 /* ------------------------------------------------------------------ */
 
 /* Bump on any incompatible change; the descriptor only grows at its end. */
-#define SV_ABI_VERSION 1
+#define SV_ABI_VERSION 2
 #define SV_PLUGIN_ENTRY_NAME "sv_plugin_entry"
 
 typedef struct sv_plugin {

@@ -8,16 +8,10 @@
  * Each op: kernel, derivative rule, descriptor, builder. A binary op's rule
  * sums its contribution back to the input's shape (sv__unbroadcast).
  */
-#ifdef HAVE_CONFIG_H
-#include "config.h"
-#endif
 #include "ops.h"
 
 #include <math.h>
 #include <string.h>
-#ifdef SV_HAVE_MVEC_TANH
-#include <immintrin.h>
-#endif
 
 /* ------------------------------------------------------------------ */
 /* Binary ops with broadcasting                                        */
@@ -113,6 +107,23 @@ static int fold_identity(const sv_fold *f, int id, int keep, int other, double v
   return sv__fold_is_const(f, b, v) && sv__fold_same_shape(f, a, id) ? a : -1;
 }
 
+/* Per-row rules (jacobian_rows.c): the contribution before it is summed
+   over the batch. */
+static sv_node *add_vjp_rows(sv_node *n, int i, sv_node *G) { return sv__rows_unbroadcast(G, n->in[i]); }
+static sv_node *sub_vjp_rows(sv_node *n, int i, sv_node *G)
+{
+  return sv__rows_unbroadcast(i == 0 ? G : sv_neg(G), n->in[i]);
+}
+static sv_node *mul_vjp_rows(sv_node *n, int i, sv_node *G)
+{
+  return sv__rows_unbroadcast(sv_mul(G, n->in[1 - i]), n->in[i]);
+}
+static sv_node *div_vjp_rows(sv_node *n, int i, sv_node *G)
+{
+  sv_node *b = n->in[1];
+  return sv__rows_unbroadcast(i == 0 ? sv_div(G, b) : sv_neg(sv_div(sv_mul(G, n), b)), n->in[i]);
+}
+
 /* ---------- add ---------- */
 
 BINARY_KERNEL(add_kernel, x + y)
@@ -122,7 +133,8 @@ static int add_fold(const sv_fold *f, int id) /* x + 0, 0 + x */
   int r = fold_identity(f, id, 0, 1, 0.0);
   return r >= 0 ? r : fold_identity(f, id, 1, 0, 0.0);
 }
-static const sv_opdef op_add = {.name = "add", .kernel = add_kernel, .vjp = add_vjp, .fold = add_fold};
+static const sv_opdef op_add = {.name = "add", .kernel = add_kernel, .vjp = add_vjp, .fold = add_fold,
+                                .vjp_rows = add_vjp_rows};
 sv_node *sv_add(sv_node *a, sv_node *b) { return binary(&op_add, a, b); }
 
 /* ---------- sub ---------- */
@@ -133,7 +145,8 @@ static sv_node *sub_vjp(sv_node *n, int i, sv_node *G)
   return sv__unbroadcast(i == 0 ? G : sv_neg(G), n->in[i]);
 }
 static int sub_fold(const sv_fold *f, int id) { return fold_identity(f, id, 0, 1, 0.0); } /* x - 0 */
-static const sv_opdef op_sub = {.name = "sub", .kernel = sub_kernel, .vjp = sub_vjp, .fold = sub_fold};
+static const sv_opdef op_sub = {.name = "sub", .kernel = sub_kernel, .vjp = sub_vjp, .fold = sub_fold,
+                                .vjp_rows = sub_vjp_rows};
 sv_node *sv_sub(sv_node *a, sv_node *b) { return binary(&op_sub, a, b); }
 
 /* ---------- mul ---------- */
@@ -148,7 +161,8 @@ static int mul_fold(const sv_fold *f, int id) /* x * 1, 1 * x */
   int r = fold_identity(f, id, 0, 1, 1.0);
   return r >= 0 ? r : fold_identity(f, id, 1, 0, 1.0);
 }
-static const sv_opdef op_mul = {.name = "mul", .kernel = mul_kernel, .vjp = mul_vjp, .fold = mul_fold};
+static const sv_opdef op_mul = {.name = "mul", .kernel = mul_kernel, .vjp = mul_vjp, .fold = mul_fold,
+                                .vjp_rows = mul_vjp_rows};
 sv_node *sv_mul(sv_node *a, sv_node *b) { return binary(&op_mul, a, b); }
 
 /* ---------- div ---------- */
@@ -163,7 +177,8 @@ static sv_node *div_vjp(sv_node *n, int i, sv_node *G)
   return sv__unbroadcast(sv_neg(sv_div(sv_mul(G, n), b)), b);
 }
 static int div_fold(const sv_fold *f, int id) { return fold_identity(f, id, 0, 1, 1.0); } /* x / 1 */
-static const sv_opdef op_div = {.name = "div", .kernel = div_kernel, .vjp = div_vjp, .fold = div_fold};
+static const sv_opdef op_div = {.name = "div", .kernel = div_kernel, .vjp = div_vjp, .fold = div_fold,
+                                .vjp_rows = div_vjp_rows};
 sv_node *sv_div(sv_node *a, sv_node *b) { return binary(&op_div, a, b); }
 
 /* ---------- tanh_back: A (1 - y^2), the adjoint through tanh ---------- */
@@ -257,7 +272,15 @@ sv_node *sv_pow(sv_node *a, double p) { return unary(&op_pow, a, p); }
 
 /* ---------- exp ---------- */
 
-UNARY_KERNEL(exp_kernel, exp(x))
+/* exp, tanh, sin, cos: vectorised (SLEEF, 1 ulp; see vmath.c) */
+#define VMATH_KERNEL(fname, vfn)                                                    \
+  static int fname(const sv_kctx *k)                                                \
+  {                                                                                 \
+    vfn(sv__kin(k, 0), k->y, k->ny);                                                \
+    return 0;                                                                       \
+  }
+
+VMATH_KERNEL(exp_kernel, sv__vexp)
 static sv_node *exp_vjp(sv_node *n, int i, sv_node *G) { (void)i; return sv_mul(G, n); }
 static const sv_opdef op_exp = {.name = "exp", .kernel = exp_kernel, .vjp = exp_vjp};
 sv_node *sv_exp(sv_node *a) { return unary(&op_exp, a, 0); }
@@ -278,52 +301,19 @@ sv_node *sv_sqrt(sv_node *a) { return unary(&op_sqrt, a, 0); }
 
 /* ---------- tanh: G (1 - tanh^2), fused ---------- */
 
-/*
- * glibc's libmvec AVX2 tanh, 4 lanes at a time, when the CPU has AVX2:
- * ~4 ns per element against ~20 for scalar tanh, within 2 ulp of it.
- * Networks of tanh units spend a quarter of a training step here.
- */
-#ifdef SV_HAVE_MVEC_TANH
-__attribute__((target("avx2"))) __m256d _ZGVdN4v_tanh(__m256d x);
-
-__attribute__((target("avx2"))) static void tanh_avx2(const double *a, double *o, size_t n)
-{
-  size_t i = 0;
-  for (; i + 4 <= n; i += 4)
-    _mm256_storeu_pd(o + i, _ZGVdN4v_tanh(_mm256_loadu_pd(a + i)));
-  for (; i < n; i++)
-    o[i] = tanh(a[i]);
-}
-#endif
-
-static int tanh_kernel(const sv_kctx *k)
-{
-  const double *a = sv__kin(k, 0);
-#ifdef SV_HAVE_MVEC_TANH
-  static int avx2 = -1;
-  if (avx2 < 0)
-    avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
-  if (avx2) {
-    tanh_avx2(a, k->y, k->ny);
-    return 0;
-  }
-#endif
-  for (size_t i = 0; i < k->ny; i++)
-    k->y[i] = tanh(a[i]);
-  return 0;
-}
+VMATH_KERNEL(tanh_kernel, sv__vtanh)
 static sv_node *tanh_vjp(sv_node *n, int i, sv_node *G) { (void)i; return tanh_back(G, n); }
 static const sv_opdef op_tanh = {.name = "tanh", .kernel = tanh_kernel, .vjp = tanh_vjp};
 sv_node *sv_tanh(sv_node *a) { return unary(&op_tanh, a, 0); }
 
 /* ---------- sin, cos ---------- */
 
-UNARY_KERNEL(sin_kernel, sin(x))
+VMATH_KERNEL(sin_kernel, sv__vsin)
 static sv_node *sin_vjp(sv_node *n, int i, sv_node *G) { (void)i; return sv_mul(G, sv_cos(n->in[0])); }
 static const sv_opdef op_sin = {.name = "sin", .kernel = sin_kernel, .vjp = sin_vjp};
 sv_node *sv_sin(sv_node *a) { return unary(&op_sin, a, 0); }
 
-UNARY_KERNEL(cos_kernel, cos(x))
+VMATH_KERNEL(cos_kernel, sv__vcos)
 static sv_node *cos_vjp(sv_node *n, int i, sv_node *G)
 {
   (void)i;

@@ -186,7 +186,7 @@ struct ham_trainer {
   ham_maml_prog mp[HAM_MAX_NODES + 1];
   ham_train_prog tp[HAM_MAX_NODES + 1];
   double *a2, *a1, *red;   /* accumulators (n each), reduction buffer (2n + 1) */
-  int evals;
+  int evals, next_step;
   /* gap statistics */
   int gap_count;
   double gap_cos_sum, gap_rel_sum, gap_cos_min, gap_rel_max;
@@ -281,9 +281,15 @@ int ham_trainer_set_task(ham_trainer *t, int i, int sys, int traj, const int *id
   return 0;
 }
 
-int ham_trainer_draw(ham_trainer *t)
+int ham_trainer_draw(ham_trainer *t) { return ham_trainer_draw_step(t, t->next_step++); }
+
+int ham_trainer_draw_step(ham_trainer *t, int step)
 {
   const ham_pool *p = &t->pool;
+  /* the batch of a step depends on (seed, step) alone, so that a stage
+     resumed after an interrupt (sv_minimize journals it) sees the batches
+     it would have seen */
+  gsl_rng_set(t->rng, t->o.seed + 1000003UL * (unsigned long)(step + 1));
   int K2 = 2 * t->o.K;
   for (int i = 0; i < t->o.tasks; i++) {
     ham_task *k = &t->tasks[i];
@@ -304,11 +310,7 @@ int ham_trainer_draw(ham_trainer *t)
   return 0;
 }
 
-static int on_step(void *ctx, int step)
-{
-  (void)step;
-  return ham_trainer_draw(ctx);
-}
+static int on_step(void *ctx, int step) { return ham_trainer_draw_step(ctx, step); }
 
 static void axpy(size_t n, double a, const double *x, double *y)
 {

@@ -89,7 +89,9 @@ typedef struct ham_trainer ham_trainer;
 
 ham_trainer *ham_trainer_new(sv_run *r, ham_model *m, const ham_pool *pool, const ham_train_opts *o);
 void ham_trainer_free(ham_trainer *t);
-/* Draw the next (meta-)batch (what on_step does). */
+/* Draw the (meta-)batch of step `step` (what on_step does; it depends only
+   on the seed and the step), or of the step after the last one drawn. */
+int ham_trainer_draw_step(ham_trainer *t, int step);
 int ham_trainer_draw(ham_trainer *t);
 /* This rank's share of the (meta-)loss and gradient on the current batch
    (the objective's loss_grad). */
