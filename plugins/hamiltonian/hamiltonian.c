@@ -141,12 +141,13 @@ static int ham_setup(sv_run *r, void **state)
       sv_opt_real(r, "-adapt_lr", s.inner_lr,
                   "the adaptation SGD rate (default: -inner_lr, the rate MAML trained for)",
                   &s.adapt_lr) < 0 ||
-      sv_opt_real(r, "-pretrain_adapt_lr", 5e-4,
+      sv_opt_real(r, "-pretrain_adapt_lr", 0.5 * s.adapt_lr,
                   "also adapt the pre-trained start at this rate of its own (start 'pretrain_own'; "
-                  "0: not). Our choice: at the common rate 1e-3 the pre-trained start's SGD "
-                  "overshoots for a few steps; 5e-4 was its best stable rate on the validation "
-                  "runs (pendulum, magnetic_mirror held out), so meta is also compared with "
-                  "pre-training adapted at its best", &s.pretrain_adapt_lr) < 0 ||
+                  "0: not; default: half of -adapt_lr). Our choice: at the common rate the "
+                  "pre-trained start's SGD overshoots for a few steps; half of it (5e-4) was its "
+                  "best stable rate on the validation runs (pendulum, magnetic_mirror held out), "
+                  "so meta is also compared with pre-training adapted at its best",
+                  &s.pretrain_adapt_lr) < 0 ||
       sv_opt_int(r, "-width", 64, "graph network width: node, edge and message features (our choice)",
                  &s.arch.width) < 0 ||
       sv_opt_int(r, "-rounds", 1, "message-passing rounds, 1 or 2", &s.arch.rounds) < 0 ||
