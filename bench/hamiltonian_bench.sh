@@ -76,9 +76,13 @@ bench_pair() { # label extra-flags
       -steps "$STEPS_TORCH" -repeats "$REPEATS" -threads "$THREADS" "$@" > "$OUT/t_$label$order.txt"
     c=$(value c_order${order}_steps_per_second "$OUT/c_$label$order.txt")
     t=$(value torch_order${order}_steps_per_second "$OUT/t_$label$order.txt")
+    cc=$(value c_order${order}_cpu_steps_per_second "$OUT/c_$label$order.txt")
+    tc=$(value torch_order${order}_cpu_steps_per_second "$OUT/t_$label$order.txt")
     printf '%-12s order %d: C %7s outer steps/s (%s), torch %6s (%s), ratio C/torch %s (goal >= 5)\n' \
       "$label" $order "$c" "$(value c_order${order}_rates "$OUT/c_$label$order.txt")" "$t" \
       "$(value torch_order${order}_rates "$OUT/t_$label$order.txt")" "$(ratio "$c" "$t")"
+    printf '%-12s order %d: per second of CPU time: C %s, torch %s, ratio %s\n' "$label" $order \
+      "$cc" "$tc" "$(ratio "$cc" "$tc")"
   done
 }
 bench_pair all-six

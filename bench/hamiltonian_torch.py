@@ -18,7 +18,9 @@ Usage:
                              [-warmup W] [-threads T] [-only1]
       time outer steps on meta-batches drawn from the dump's task pool
       (a system uniformly, then one of its tasks): prints
-      "torch_order<k>_steps_per_second V" (median of the repeats).
+      "torch_order<k>_steps_per_second V" (median of the repeats) and
+      "torch_order<k>_cpu_steps_per_second V" (per second of process CPU
+      time).
 """
 import argparse
 import random
@@ -252,17 +254,19 @@ def main():
 
     for _ in range(a.warmup):
         m.step(batch(), a.order)
-    rates = []
+    rates, crates = [], []
     for _ in range(a.repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(a.steps):
             loss = m.step(batch(), a.order)
         rates.append(a.steps / (time.perf_counter() - t0))
+        crates.append(a.steps / (time.process_time() - c0))
     if loss != loss:
         print("hamiltonian_torch.py: the meta-loss is NaN", file=sys.stderr)
         return 1
     print("torch_order%d_steps_per_second %.2f" % (a.order, statistics.median(rates)))
     print("torch_order%d_rates %s" % (a.order, " ".join("%.2f" % r for r in rates)))
+    print("torch_order%d_cpu_steps_per_second %.2f" % (a.order, statistics.median(crates)))
     return 0
 
 
