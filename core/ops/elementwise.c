@@ -55,10 +55,33 @@
           for (size_t i2 = 0; i2 < d[2]; i2++) {                                    \
             const double *pa = a + i0 * sa[0] + i1 * sa[1] + i2 * sa[2];            \
             const double *pb = b + i0 * sb[0] + i1 * sb[1] + i2 * sb[2];            \
-            for (size_t i3 = 0; i3 < d[3]; i3++) {                                  \
-              double x = pa[i3 * sa[3]], y = pb[i3 * sb[3]];                        \
-              o[m++] = (EXPR);                                                      \
+            double *po = o + m;                                                     \
+            size_t n3 = d[3];                                                       \
+            /* unit-stride inner loops (a bias row, a column) vectorise */          \
+            if (sa[3] == 1 && sb[3] == 1) {                                         \
+              for (size_t i3 = 0; i3 < n3; i3++) {                                  \
+                double x = pa[i3], y = pb[i3];                                      \
+                po[i3] = (EXPR);                                                    \
+              }                                                                     \
+            } else if (sa[3] == 1 && sb[3] == 0) {                                  \
+              double y = pb[0];                                                     \
+              for (size_t i3 = 0; i3 < n3; i3++) {                                  \
+                double x = pa[i3];                                                  \
+                po[i3] = (EXPR);                                                    \
+              }                                                                     \
+            } else if (sa[3] == 0 && sb[3] == 1) {                                  \
+              double x = pa[0];                                                     \
+              for (size_t i3 = 0; i3 < n3; i3++) {                                  \
+                double y = pb[i3];                                                  \
+                po[i3] = (EXPR);                                                    \
+              }                                                                     \
+            } else {                                                                \
+              for (size_t i3 = 0; i3 < n3; i3++) {                                  \
+                double x = pa[i3 * sa[3]], y = pb[i3 * sb[3]];                      \
+                po[i3] = (EXPR);                                                    \
+              }                                                                     \
             }                                                                       \
+            m += n3;                                                                \
           }                                                                         \
     }                                                                               \
     return 0;                                                                       \
