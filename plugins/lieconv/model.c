@@ -1,0 +1,308 @@
+/*
+ * model.c -- the Lie-group network and the CNN baseline (model.h).
+ */
+#include "model.h"
+
+#include "data.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LN_EPS 1e-5
+
+static sv_node *ln_gelu(sv_node *x) { return sv_gelu(sv_layer_norm(x, 3, LN_EPS)); }
+
+static sv_node *param(lie_model *m, const char *name, int ndim, const int *dims)
+{
+  return sv_param(m->g, m->p, name, ndim, dims);
+}
+
+/* A plain 5x5 convolution of the CNN. */
+static sv_node *cnn_conv(lie_model *m, const char *name, sv_node *x, int cin, int cout, int pad)
+{
+  int wd[4] = {cout, cin, 5, 5};
+  return sv_conv2d(x, param(m, name, 4, wd), 1, pad);
+}
+
+static lie_layer *add_layer(lie_model *m, const char *name, int lift, int cin, int cout, int set_in,
+                            int set_out)
+{
+  lie_layer *L = &m->layers[m->nlayers++];
+  memset(L, 0, sizeof *L);
+  snprintf(L->name, sizeof L->name, "%s", name);
+  L->group = m->a.group;
+  L->lift = lift;
+  L->cin = cin;
+  L->cout = cout;
+  L->nin = lift ? 1 : m->a.samples;
+  L->nout = m->a.samples;
+  L->set_in = set_in;
+  L->set_out = set_out;
+  L->k = 5;
+  L->mask = m->a.mask;
+  L->net.width = m->a.kernel_width;
+  L->net.layers = m->a.kernel_layers;
+  L->net.w0 = m->a.omega;
+  if (lie_layer_build(L, m->g, m->p) < 0)
+    return NULL;
+  return L;
+}
+
+static sv_node *gconv(lie_model *m, const char *name, sv_node *x, int lift, int cin, int set_in,
+                      int set_out, int pad)
+{
+  lie_layer *L = add_layer(m, name, lift, cin, m->a.channels, set_in, set_out);
+  return L ? sv_conv2d(x, L->w, 1, pad) : NULL;
+}
+
+/* Features [B, C, 5, 5 x samples] before invariant pooling: [B, C, rest]. */
+static sv_node *build_features(lie_model *m)
+{
+  const lie_arch *a = &m->a;
+  char nm[32];
+  sv_node *h;
+  if (a->kind == LIE_MODEL_LIE) {
+    int C = a->channels;
+    h = gconv(m, "lift", m->x, 1, 1, 0, 0, 0);
+    h = ln_gelu(sv_maxpool2d(h, 2));
+    for (int b = 0; b < a->blocks; b++) {
+      snprintf(nm, sizeof nm, "block%d.conv1", b);
+      sv_node *r = ln_gelu(gconv(m, nm, h, 0, C, 0, 0, 2));
+      snprintf(nm, sizeof nm, "block%d.conv2", b);
+      r = ln_gelu(gconv(m, nm, r, 0, C, 0, 0, 2));
+      h = sv_gelu(sv_add(h, r));
+    }
+    h = sv_maxpool2d(h, 2);
+    h = ln_gelu(gconv(m, "final", h, 0, C, 0, 1, 0));
+    int d3[3] = {SV_BATCH, C, a->samples * 25};
+    return sv_reshape(h, 3, d3);
+  }
+  int C = a->cnn_channels;
+  h = cnn_conv(m, "cnn.lift.W", m->x, 1, C, 0);
+  h = ln_gelu(sv_maxpool2d(h, 2));
+  for (int b = 0; b < a->blocks; b++) {
+    snprintf(nm, sizeof nm, "cnn.block%d.conv1.W", b);
+    sv_node *r = ln_gelu(cnn_conv(m, nm, h, C, C, 2));
+    snprintf(nm, sizeof nm, "cnn.block%d.conv2.W", b);
+    r = ln_gelu(cnn_conv(m, nm, r, C, C, 2));
+    h = sv_gelu(sv_add(h, r));
+  }
+  h = sv_maxpool2d(h, 2);
+  h = ln_gelu(cnn_conv(m, "cnn.final.W", h, C, C, 0));
+  int d3[3] = {SV_BATCH, C, 25};
+  return sv_reshape(h, 3, d3);
+}
+
+static int build(lie_model *m)
+{
+  const lie_arch *a = &m->a;
+  int xd[4] = {SV_BATCH, 1, LIE_CANVAS, LIE_CANVAS}, yd[1] = {SV_BATCH};
+  m->x = sv_input(m->g, "images", 4, xd);
+  m->y = sv_input(m->g, "labels", 1, yd);
+  sv_node *f = build_features(m);
+  if (!f)
+    return -1;
+  sv_node *pooled = a->pool == LIE_POOL_MAX ? sv_max_axis(f, 2) : sv_mean_axis(f, 2);
+  int width = a->kind == LIE_MODEL_LIE ? a->channels : a->cnn_channels;
+  int w1[2] = {width, a->head}, hs[1] = {a->head}, w2[2] = {a->head, LIE_NCLASSES},
+      b2[1] = {LIE_NCLASSES};
+  sv_node *h = sv_matmul(pooled, param(m, "head.1.W", 2, w1));
+  h = sv_layer_norm_affine(h, 1, LN_EPS, param(m, "head.ln.scale", 1, hs),
+                           param(m, "head.ln.shift", 1, hs));
+  h = sv_gelu(h);
+  m->logits = sv_add(sv_matmul(h, param(m, "head.2.W", 2, w2)), param(m, "head.2.b", 1, b2));
+  sv_node *xent = sv_softmax_xent(m->logits, m->y);
+  m->loss = sv_scale(sv_sum(xent), 1.0 / m->global_batch);
+  m->grad = sv_grad_params(m->loss, m->p);
+  if (!m->grad)
+    return sv_fail("building the %s network: %s", a->kind == LIE_MODEL_LIE ? "Lie-group" : "CNN",
+                   sv_graph_error(m->g) ? sv_graph_error(m->g) : "graph error");
+  return 0;
+}
+
+static int bind_all(lie_model *m, sv_plan *plan)
+{
+  for (int i = 0; i < m->nlayers; i++)
+    if (lie_layer_bind(&m->layers[i], plan) < 0)
+      return -1;
+  return 0;
+}
+
+lie_model *lie_model_new(const lie_arch *a, int train_batch, int global_batch, int eval_batch)
+{
+  lie_model *m = calloc(1, sizeof *m);
+  if (!m) {
+    sv_fail("model: out of memory");
+    return NULL;
+  }
+  m->a = *a;
+  m->train_batch = train_batch;
+  m->global_batch = global_batch;
+  m->eval_batch = eval_batch;
+  m->g = sv_graph_new();
+  m->p = sv_params_new();
+  int maxlayers = 2 + 2 * (a->blocks > 0 ? a->blocks : 0);
+  m->layers = calloc((size_t)maxlayers, sizeof *m->layers);
+  size_t img = (size_t)LIE_CANVAS * LIE_CANVAS;
+  m->xbuf = calloc((size_t)(train_batch > 0 ? train_batch : 1) * img, sizeof(double));
+  m->ybuf = calloc((size_t)(train_batch > 0 ? train_batch : 1), sizeof(double));
+  m->ebuf = calloc((size_t)eval_batch * img, sizeof(double));
+  if (!m->g || !m->p || !m->layers || !m->xbuf || !m->ybuf || !m->ebuf) {
+    sv_fail("model: out of memory");
+    goto fail;
+  }
+  if (a->kind == LIE_MODEL_LIE) {
+    m->samples = lie_samples_new(a->group, LIE_NSETS, a->samples, a->spd_var);
+    if (!m->samples)
+      goto fail;
+  }
+  if (build(m) < 0)
+    goto fail;
+  if (m->samples && lie_model_refresh(m) < 0)
+    goto fail;
+  if (train_batch > 0) {
+    sv_node *outs[2] = {m->loss, m->grad};
+    m->train = sv_compile(m->g, 2, outs, train_batch);
+    if (!m->train || sv_plan_bind(m->train, m->x, m->xbuf) < 0 ||
+        sv_plan_bind(m->train, m->y, m->ybuf) < 0 || bind_all(m, m->train) < 0) {
+      sv_fail_context("compiling the training plan");
+      goto fail;
+    }
+  }
+  m->eval = sv_compile(m->g, 1, &m->logits, eval_batch);
+  if (!m->eval || sv_plan_bind(m->eval, m->x, m->ebuf) < 0 || bind_all(m, m->eval) < 0) {
+    sv_fail_context("compiling the evaluation plan");
+    goto fail;
+  }
+  return m;
+fail:
+  lie_model_free(m);
+  return NULL;
+}
+
+void lie_model_free(lie_model *m)
+{
+  if (!m)
+    return;
+  sv_plan_free(m->train);
+  sv_plan_free(m->eval);
+  for (int i = 0; i < m->nlayers; i++)
+    lie_layer_free(&m->layers[i]);
+  free(m->layers);
+  lie_samples_free(m->samples);
+  sv_params_free(m->p);
+  sv_graph_free(m->g);
+  free(m->xbuf);
+  free(m->ybuf);
+  free(m->ebuf);
+  free(m);
+}
+
+int lie_model_refresh(lie_model *m)
+{
+  for (int i = 0; i < m->nlayers; i++)
+    if (lie_layer_fill(&m->layers[i], m->samples) < 0)
+      return -1;
+  return 0;
+}
+
+static int fill(sv_params *p, const char *block, double lo, double hi, gsl_rng *rng)
+{
+  int i = sv_params_find(p, block);
+  if (i < 0)
+    return sv_fail("model: no parameter block '%s'", block);
+  double *d = sv_params_data(p) + sv_params_block_offset(p, i);
+  size_t n = sv_params_block_size(p, i);
+  for (size_t k = 0; k < n; k++)
+    d[k] = lo == hi ? lo : lo + (hi - lo) * gsl_rng_uniform(rng);
+  return 0;
+}
+
+int lie_model_init(lie_model *m, gsl_rng *rng)
+{
+  const lie_arch *a = &m->a;
+  if (!sv_params_data(m->p))
+    return -1;
+  for (int i = 0; i < m->nlayers; i++)
+    if (lie_layer_init(&m->layers[i], m->p, rng) < 0)
+      return -1;
+  if (a->kind == LIE_MODEL_CNN) {
+    /* PyTorch's default for convolutions: U(+-1/sqrt(fan_in)) */
+    char nm[64];
+    int C = a->cnn_channels;
+    if (fill(m->p, "cnn.lift.W", -1 / 5.0, 1 / 5.0, rng) < 0)
+      return -1;
+    double bnd = 1 / sqrt(25.0 * C);
+    for (int b = 0; b < a->blocks; b++)
+      for (int c = 1; c <= 2; c++) {
+        snprintf(nm, sizeof nm, "cnn.block%d.conv%d.W", b, c);
+        if (fill(m->p, nm, -bnd, bnd, rng) < 0)
+          return -1;
+      }
+    if (fill(m->p, "cnn.final.W", -bnd, bnd, rng) < 0)
+      return -1;
+  }
+  int width = a->kind == LIE_MODEL_LIE ? a->channels : a->cnn_channels;
+  double b1 = 1 / sqrt((double)width), b2 = 1 / sqrt((double)a->head);
+  if (fill(m->p, "head.1.W", -b1, b1, rng) < 0 || fill(m->p, "head.ln.scale", 1, 1, rng) < 0 ||
+      fill(m->p, "head.ln.shift", 0, 0, rng) < 0 || fill(m->p, "head.2.W", -b2, b2, rng) < 0 ||
+      fill(m->p, "head.2.b", -b2, b2, rng) < 0)
+    return -1;
+  return 0;
+}
+
+static int loss_grad(void *ctx, const double *theta, double *loss, double *grad)
+{
+  lie_model *m = ctx;
+  (void)theta; /* the plan reads the params vector, which is theta */
+  if (sv_plan_run(m->train) < 0)
+    return sv_fail_context("training step");
+  *loss = sv_plan_value(m->train, m->loss)[0];
+  if (grad)
+    memcpy(grad, sv_plan_value(m->train, m->grad), sv_params_count(m->p) * sizeof(double));
+  return 0;
+}
+
+sv_objective lie_model_objective(lie_model *m)
+{
+  sv_objective o = {sv_params_count(m->p), 0, loss_grad, NULL, m};
+  return o;
+}
+
+int lie_model_logits(lie_model *m, int count, const double *x, double *logits)
+{
+  size_t img = (size_t)LIE_CANVAS * LIE_CANVAS;
+  for (int at = 0; at < count; at += m->eval_batch) {
+    int k = count - at < m->eval_batch ? count - at : m->eval_batch;
+    memcpy(m->ebuf, x + (size_t)at * img, (size_t)k * img * sizeof(double));
+    if (k < m->eval_batch)
+      memset(m->ebuf + (size_t)k * img, 0, (size_t)(m->eval_batch - k) * img * sizeof(double));
+    if (sv_plan_run(m->eval) < 0)
+      return sv_fail_context("evaluation");
+    memcpy(logits + (size_t)at * LIE_NCLASSES, sv_plan_value(m->eval, m->logits),
+           (size_t)k * LIE_NCLASSES * sizeof(double));
+  }
+  return 0;
+}
+
+int lie_model_predict(void *ctx, int count, const double *x, double *scores)
+{
+  return lie_model_logits(ctx, count, x, scores);
+}
+
+void lie_model_describe(const lie_model *m, char *buf, size_t size)
+{
+  const lie_arch *a = &m->a;
+  if (a->kind == LIE_MODEL_LIE)
+    snprintf(buf, size, "Lie-group network over R^2 x| %s: %d channels x %d samples, %d residual "
+             "block(s), SIREN kernels %d x %d (w0 %g), %s pooling, head %d; %zu parameters",
+             a->group == LIE_GL2 ? "GL+(2)" : a->group == LIE_SL2 ? "SL(2)" : "SO(2)", a->channels,
+             a->samples, a->blocks, a->kernel_layers, a->kernel_width, a->omega,
+             a->pool == LIE_POOL_MAX ? "max" : "mean", a->head, sv_params_count(m->p));
+  else
+    snprintf(buf, size, "CNN: %d channels, %d residual block(s), global %s pooling, head %d; %zu "
+             "parameters", a->cnn_channels, a->blocks, a->pool == LIE_POOL_MAX ? "max" : "mean",
+             a->head, sv_params_count(m->p));
+}
