@@ -43,7 +43,7 @@
 /* A block name longer than this is not one the params code made. */
 #define MAX_NAME_LEN 4096u
 
-static uint64_t fnv1a64(const unsigned char *s, size_t n)
+uint64_t sv__fnv1a64(const unsigned char *s, size_t n)
 {
   uint64_t h = 14695981039346656037ull;
   for (size_t i = 0; i < n; i++) {
@@ -107,7 +107,7 @@ int sv_checkpoint_save(const sv_params *p, const char *path)
   }
   if (p->count)
     w = put(w, p->data, p->count * sizeof(double));
-  uint64_t sum = fnv1a64(bytes, (size_t)(w - bytes));
+  uint64_t sum = sv__fnv1a64(bytes, (size_t)(w - bytes));
   w = put(w, &sum, 8);
 
   int rc = sv__write_atomic(path, bytes, n);
@@ -148,37 +148,37 @@ static int skip(reader *r, uint64_t k)
   return 0;
 }
 
-static int read_file(const char *path, unsigned char **out, size_t *n)
+int sv__read_file(const char *what, const char *path, unsigned char **out, size_t *n)
 {
   FILE *fp = fopen(path, "rb");
   if (!fp)
-    return sv_fail("cannot open checkpoint '%s': %s", path, strerror(errno));
+    return sv_fail("cannot open %s '%s': %s", what, path, strerror(errno));
   struct stat st;
   if (fstat(fileno(fp), &st) < 0) {
     int e = errno;
     fclose(fp);
-    return sv_fail("cannot read checkpoint '%s': %s", path, strerror(e));
+    return sv_fail("cannot read %s '%s': %s", what, path, strerror(e));
   }
   if (!S_ISREG(st.st_mode)) {
     fclose(fp);
-    return sv_fail("checkpoint '%s' is not a regular file", path);
+    return sv_fail("%s '%s' is not a regular file", what, path);
   }
   if ((uint64_t)st.st_size > SIZE_MAX - 1) {
     fclose(fp);
-    return sv_fail("checkpoint '%s' is too large to read", path);
+    return sv_fail("%s '%s' is too large to read", what, path);
   }
   size_t size = (size_t)st.st_size;
   unsigned char *s = malloc(size ? size : 1);
   if (!s) {
     fclose(fp);
-    return sv_fail("checkpoint '%s': out of memory for %zu bytes", path, size);
+    return sv_fail("%s '%s': out of memory for %zu bytes", what, path, size);
   }
   size_t got = fread(s, 1, size, fp);
   int err = ferror(fp) ? errno : 0;
   fclose(fp);
   if (err) {
     free(s);
-    return sv_fail("cannot read checkpoint '%s': %s", path, strerror(err));
+    return sv_fail("cannot read %s '%s': %s", what, path, strerror(err));
   }
   *out = s;
   *n = got; /* a file that shrank while we read is simply shorter */
@@ -224,7 +224,7 @@ int sv_checkpoint_load(sv_params *p, const char *path)
 
   unsigned char *s = NULL;
   size_t n = 0;
-  if (read_file(path, &s, &n) < 0)
+  if (sv__read_file("checkpoint", path, &s, &n) < 0)
     return -1;
   int rc = -1;
 
@@ -255,7 +255,7 @@ int sv_checkpoint_load(sv_params *p, const char *path)
   int layout = parse_layout(s, n, &count, &nblocks, &data_pos, &want);
   uint64_t stored;
   memcpy(&stored, s + n - CHECKSUM_LEN, CHECKSUM_LEN);
-  if (fnv1a64(s, n - CHECKSUM_LEN) != stored) {
+  if (sv__fnv1a64(s, n - CHECKSUM_LEN) != stored) {
     if (layout == 1)
       sv_fail("checkpoint '%s' is truncated (%zu bytes end inside its block table)", path, n);
     else if (layout == 2)

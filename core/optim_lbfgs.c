@@ -20,6 +20,7 @@
 typedef struct {
   sv__stage *s;
   int failed;      /* one of our callbacks failed: sv_errmsg() says why */
+  int stopped;     /* a signal: the monitor stopped TAO after an iterate */
   int last;        /* last iteration the monitor saw (-1: none) */
   double f;        /* its loss */
   char perr[512];  /* the first PETSc error message */
@@ -81,6 +82,11 @@ static PetscErrorCode monitor(Tao tao, void *ctx)
     c->failed = 1;
     SETERRQ(PETSC_COMM_SELF, PETSC_ERR_USER, "monitor failed");
   }
+  /* an error is the one way out of TaoSolve that every TAO type honours */
+  if (c->s->stop) {
+    c->stopped = 1;
+    SETERRQ(PETSC_COMM_SELF, PETSC_ERR_USER, "interrupted");
+  }
   PetscFunctionReturn(0);
 }
 
@@ -111,7 +117,7 @@ int sv__minimize_lbfgs(sv__stage *s, double *x, sv_optim_result *res)
   if (PetscInitialized(&up) || !up)
     return sv_fail("stage %s: L-BFGS runs in PETSc TAO, but PETSc is not initialised "
                    "(PetscInitialize)", s->name);
-  lbfgs c = {s, 0, -1, 0, ""};
+  lbfgs c = {s, 0, 0, -1, 0, ""};
   Tao tao = NULL;
   Vec X = NULL;
   TaoConvergedReason reason = TAO_CONTINUE_ITERATING;
@@ -128,6 +134,14 @@ int sv__minimize_lbfgs(sv__stage *s, double *x, sv_optim_result *res)
 
   if (c.failed)
     return -1; /* sv__stage_eval or _record said why */
+  if (c.stopped) {
+    /* no state: TAO's history cannot be saved, the stage starts over */
+    memcpy(x, s->good, s->n * sizeof(double));
+    res->steps = c.last;
+    res->loss = c.f;
+    s->stopped = 1;
+    return 0;
+  }
   if (ierr)
     return sv_fail("stage %s: PETSc TAO failed at step %d: %s", s->name, c.last + 1,
                    c.perr[0] ? c.perr : "unknown error");

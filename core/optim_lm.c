@@ -47,8 +47,8 @@ typedef struct {
   int *counts;       /* rows per rank */
   int dual;          /* M < n */
   int k;             /* order of the system: n, or M in the dual form */
-  double *mine;      /* 1 + m: failure flag, this rank's residuals */
-  double *rall;      /* size + M: everybody's flag and residuals */
+  double *mine;      /* 2 + m: failure flag, signal, this rank's residuals */
+  double *rall;      /* 2 size + M: everybody's flags and residuals */
   double *Jl;        /* m x n: this rank's Jacobian rows */
   double *R, *J;     /* the current point: M, M x n */
   double *Rt, *Jt;   /* the trial point */
@@ -100,8 +100,8 @@ static int lm_alloc(lm *L, sv__stage *s)
   L->dual = (size_t)L->M < n;
   L->k = L->dual ? L->M : (int)n;
   size_t M = (size_t)L->M, k = (size_t)L->k;
-  L->mine = malloc((1 + (size_t)L->m) * sizeof(double));
-  L->rall = malloc(((size_t)L->size + M) * sizeof(double));
+  L->mine = malloc((2 + (size_t)L->m) * sizeof(double));
+  L->rall = malloc((2 * (size_t)L->size + M) * sizeof(double));
   L->Jl = calloc((size_t)L->m * n + 1, sizeof(double));
   L->R = malloc(M * sizeof(double));
   L->Rt = malloc(M * sizeof(double));
@@ -135,23 +135,37 @@ static int lm_eval(lm *L, int step, const double *theta, double *R, double *J, d
       rc = s->obj->residuals(s->obj->ctx, pd, R, J);
     if (rc < 0)
       return sv_fail_context("stage %s, step %d", s->name, step);
+    if (sv__signal_pending() && !s->stop) {
+      s->stop = 1;
+      s->stop_signal = sv__signal_pending();
+    }
   } else {
     if (rc == 0)
-      rc = s->obj->residuals(s->obj->ctx, pd, L->mine + 1, L->Jl);
+      rc = s->obj->residuals(s->obj->ctx, pd, L->mine + 2, L->Jl);
     L->mine[0] = rc < 0;
-    if (sv_allgather(r, L->mine, 1 + L->m, L->rall) < 0 ||
+    /* the signal travels with the residuals, so every rank stops at the
+       same step */
+    L->mine[1] = sv__signal_pending();
+    if (sv_allgather(r, L->mine, 2 + L->m, L->rall) < 0 ||
         sv_allgather(r, L->Jl, L->m * (int)n, J) < 0)
       return sv_fail_context("stage %s, step %d: gathering residuals", s->name, step);
     if (rc < 0)
       return sv_fail_context("stage %s, step %d", s->name, step);
     const double *src = L->rall;
     double *dst = R;
+    int sig = 0;
     for (int i = 0; i < L->size; i++) {
       if (src[0] != 0)
         return sv_fail("stage %s, step %d: the objective failed on rank %d", s->name, step, i);
-      memcpy(dst, src + 1, (size_t)L->counts[i] * sizeof(double));
+      if (src[1] != 0 && !sig)
+        sig = (int)src[1];
+      memcpy(dst, src + 2, (size_t)L->counts[i] * sizeof(double));
       dst += L->counts[i];
-      src += 1 + L->counts[i];
+      src += 2 + L->counts[i];
+    }
+    if (sig && !s->stop) {
+      s->stop = 1;
+      s->stop_signal = sv__signal_pending() ? sv__signal_pending() : sig;
     }
   }
   if (sv__stage_check_finite(s, step, "residual", R, M) < 0 ||
@@ -215,6 +229,21 @@ static double dot(const double *a, const double *b, size_t n)
   return s;
 }
 
+/* A signal was seen: keep what going on from `step` needs. */
+static int lm_save(sv__stage *s, int step, double lambda, double nu)
+{
+  sv__stage_state_begin(s, step);
+  double *q = s->saved.scalars + s->saved.nscalars;
+  q[0] = lambda, q[1] = nu;
+  s->saved.nscalars += SV__LM_SCALARS;
+  sv__stage_state_vecs(s, 0);
+  s->stopped = 1;
+  return 0;
+}
+
+/* A resumed stage goes on from the accepted point x of its state: R, J,
+   g and J^T J are evaluated there again (the objective is deterministic),
+   without calling on_step for that step a second time. */
 int sv__minimize_lm(sv__stage *s, double *x, sv_optim_result *res)
 {
   const sv_optim_opts *o = s->o;
@@ -224,24 +253,40 @@ int sv__minimize_lm(sv__stage *s, double *x, sv_optim_result *res)
     lm_free(&L);
     return -1;
   }
-  double F, Ft;
-  if (lm_eval(&L, 0, x, L.R, L.J, &F) < 0) {
-    lm_free(&L);
-    return -1;
-  }
-  lm_linearise(&L);
-  /* diag(J^T J): the squared column norms, accumulated row by row in d */
-  double dmax = 0;
-  memset(L.d, 0, n * sizeof(double));
-  for (int i = 0; i < L.M; i++)
+  double F, Ft, lambda, nu = 2;
+  int rc = 0, step = 0, converged = 0;
+  if (s->resume) {
+    step = s->resume->step;
+    lambda = s->resume->scalars[SV__STAGE_SCALARS];
+    nu = s->resume->scalars[SV__STAGE_SCALARS + 1];
+    s->on_step_done = step;
+    if (lm_eval(&L, step, x, L.R, L.J, &F) < 0) {
+      lm_free(&L);
+      return -1;
+    }
+    lm_linearise(&L);
+    memcpy(s->good, x, n * sizeof(double));
+  } else {
+    if (lm_eval(&L, 0, x, L.R, L.J, &F) < 0) {
+      lm_free(&L);
+      return -1;
+    }
+    lm_linearise(&L);
+    /* diag(J^T J): the squared column norms, accumulated row by row in d */
+    double dmax = 0;
+    memset(L.d, 0, n * sizeof(double));
+    for (int i = 0; i < L.M; i++)
+      for (size_t j = 0; j < n; j++)
+        L.d[j] += L.J[(size_t)i * n + j] * L.J[(size_t)i * n + j];
     for (size_t j = 0; j < n; j++)
-      L.d[j] += L.J[(size_t)i * n + j] * L.J[(size_t)i * n + j];
-  for (size_t j = 0; j < n; j++)
-    dmax = L.d[j] > dmax ? L.d[j] : dmax;
-  double lambda = o->lm_lambda * (dmax > 0 ? dmax : 1), nu = 2;
-  int rc = sv__stage_record(s, 0, x, F, lambda), step = 0, converged = 0;
+      dmax = L.d[j] > dmax ? L.d[j] : dmax;
+    lambda = o->lm_lambda * (dmax > 0 ? dmax : 1);
+    rc = sv__stage_record(s, 0, x, F, lambda);
+    if (rc == 0 && s->stop)
+      lm_save(s, 0, lambda, nu);
+  }
 
-  while (rc == 0) {
+  while (rc == 0 && !s->stopped) {
     if (o->ftol > 0 && F < o->ftol) {
       converged = 1;
       break;
@@ -256,6 +301,8 @@ int sv__minimize_lm(sv__stage *s, double *x, sv_optim_result *res)
     if (lm_step(&L, lambda)) {
       lambda *= nu, nu *= 2;
       rc = sv__stage_record(s, ++step, x, F, lambda);
+      if (rc == 0 && s->stop)
+        lm_save(s, step, lambda, nu);
       continue;
     }
     double dn = sqrt(dot(L.d, L.d, n)), xn = sqrt(dot(x, x, n));
@@ -288,6 +335,8 @@ int sv__minimize_lm(sv__stage *s, double *x, sv_optim_result *res)
       lambda *= nu, nu *= 2;
     }
     rc = sv__stage_record(s, step, x, F, lambda);
+    if (rc == 0 && s->stop)
+      lm_save(s, step, lambda, nu);
   }
   res->steps = step;
   res->loss = F;

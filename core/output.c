@@ -403,7 +403,15 @@ int sv_series_append(sv_run *r, const char *file, int ncols, const char *const *
       free(h.s);
       return path ? sv_fail("series '%s': out of memory", file) : -1;
     }
-    FILE *fp = fopen(path, "w");
+    /* a series the resumed run keeps: append to the rows written before */
+    int append = 0;
+    struct stat st;
+    for (int i = 0; i < r->nkeep; i++)
+      if (strcmp(r->keep[i].file, file) == 0 && r->keep[i].length > 0)
+        append = stat(path, &st) == 0 && (uint64_t)st.st_size == r->keep[i].length;
+    FILE *fp = fopen(path, append ? "a" : "w");
+    if (fp && append)
+      h.s[0] = '\0'; /* its header is there */
     if (!fp) {
       int err = errno;
       sv_fail("cannot open series '%s': %s", path, strerror(err));
@@ -439,6 +447,18 @@ int sv_series_append(sv_run *r, const char *file, int ncols, const char *const *
     return sv_fail("cannot append to series '%s' in '%s': %s", file,
                    r->outdir ? r->outdir : ".", strerror(err));
   }
+  return 0;
+}
+
+uint64_t sv__series_length(sv_run *r, const char *file)
+{
+  if (!r || !file)
+    return 0;
+  for (int i = 0; i < r->nseries; i++)
+    if (strcmp(r->series[i].file, file) == 0 && r->series[i].fp) {
+      long pos = ftell(r->series[i].fp);
+      return pos > 0 ? (uint64_t)pos : 0;
+    }
   return 0;
 }
 
@@ -848,6 +868,20 @@ int sv__write_summary(sv_run *r, double wall_seconds)
   json_string(&b, sv_version());
   buf_printf(&b, ",\n  \"seed\": %lu,\n  \"ranks\": %d,\n  \"wall_seconds\": ", r->seed, r->size);
   json_number(&b, wall_seconds);
+  /* a run stopped by a signal says so, where, and how to go on */
+  buf_printf(&b, ",\n  \"status\": \"%s\",\n  \"interrupted\": %s",
+             r->interrupted ? "interrupted" : "completed", r->interrupted ? "true" : "false");
+  if (r->resuming)
+    buf_puts(&b, ",\n  \"resumed\": true");
+  if (r->interrupted) {
+    buf_puts(&b, ",\n  \"signal\": ");
+    json_string(&b, sv__signal_name(r->interrupt_signal));
+    if (r->interrupt_stage) {
+      buf_puts(&b, ",\n  \"interrupted_stage\": ");
+      json_string(&b, r->interrupt_stage);
+      buf_printf(&b, ",\n  \"interrupted_step\": %d", r->interrupt_step);
+    }
+  }
 
   buf_puts(&b, ",\n  \"options\": {");
   int first = 1;

@@ -22,6 +22,7 @@ void sv_params_free(sv_params *p)
     free(p->blocks[i].name);
   free(p->blocks);
   free(p->data);
+  free(p->scales);
   free(p);
 }
 
@@ -149,4 +150,55 @@ int sv_params_init_glorot(sv_params *p, gsl_rng *rng)
     /* SV_PARAM_OTHER: left as the plugin set it. */
   }
   return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Per-block learning-rate and weight-decay scales                     */
+/* ------------------------------------------------------------------ */
+
+int sv_params_set_scales(sv_params *p, const char *block_prefix, double lr_scale,
+                         double decay_scale)
+{
+  const char *pre = block_prefix ? block_prefix : "";
+  if (!p)
+    return sv_fail("sv_params_set_scales '%s': no params vector", pre);
+  if (!(lr_scale >= 0) || !isfinite(lr_scale))
+    return sv_fail("sv_params_set_scales '%s': lr_scale must be finite and >= 0 (got %g)", pre,
+                   lr_scale);
+  if (!(decay_scale >= 0) || !isfinite(decay_scale))
+    return sv_fail("sv_params_set_scales '%s': decay_scale must be finite and >= 0 (got %g)", pre,
+                   decay_scale);
+  size_t k = strlen(pre);
+  int matched = 0;
+  for (int i = 0; i < p->nblocks; i++)
+    matched += strncmp(p->blocks[i].name, pre, k) == 0;
+  if (!matched)
+    return sv_fail("sv_params_set_scales: no parameter block name starts with '%s' (%d blocks%s%s)",
+                   pre, p->nblocks, p->nblocks ? ", the first is " : "",
+                   p->nblocks ? p->blocks[0].name : "");
+  if (p->nscales < p->nblocks) {
+    double *sc = realloc(p->scales, 2 * (size_t)p->nblocks * sizeof *sc);
+    if (!sc)
+      return sv_fail("sv_params_set_scales '%s': out of memory", pre);
+    for (int i = p->nscales; i < p->nblocks; i++)
+      sc[2 * i] = sc[2 * i + 1] = 1;
+    p->scales = sc;
+    p->nscales = p->nblocks;
+  }
+  for (int i = 0; i < p->nblocks; i++)
+    if (strncmp(p->blocks[i].name, pre, k) == 0) {
+      p->scales[2 * i] = lr_scale;
+      p->scales[2 * i + 1] = decay_scale;
+    }
+  return 0;
+}
+
+double sv_params_block_lr_scale(const sv_params *p, int i)
+{
+  return p && i >= 0 && i < p->nscales ? p->scales[2 * i] : 1.0;
+}
+
+double sv_params_block_decay_scale(const sv_params *p, int i)
+{
+  return p && i >= 0 && i < p->nscales ? p->scales[2 * i + 1] : 1.0;
 }

@@ -5,7 +5,9 @@
  * with a bar, percent, rate, ETA and the last loss. Otherwise (a log file,
  * a pipe, CI): a plain line every ~5 seconds, so logs stay readable.
  * Quiet mode draws nothing. The logger erases the bar before it prints and
- * draws it again after, so log lines never mix with it.
+ * draws it again after, so log lines never mix with it. A stochastic
+ * stage shows "epoch e/E batch b/B" and its running metric; after SIGINT
+ * or SIGTERM the line says the run is stopping after this step.
  */
 #include "loader.h"
 
@@ -76,7 +78,11 @@ static void format_stats(const sv_run *r, double now, char *buf, size_t n)
     double frac = (double)r->prog_done / (double)r->prog_total;
     if (frac > 1)
       frac = 1;
-    ADD("%3d%% %ld/%ld", (int)(100 * frac), r->prog_done, r->prog_total);
+    if (r->prog_epochs > 0)
+      ADD("%3d%% epoch %ld/%ld batch %ld/%ld", (int)(100 * frac), r->prog_epoch, r->prog_epochs,
+          r->prog_batch, r->prog_batches);
+    else
+      ADD("%3d%% %ld/%ld", (int)(100 * frac), r->prog_done, r->prog_total);
   } else {
     ADD("%ld", r->prog_done);
   }
@@ -92,6 +98,10 @@ static void format_stats(const sv_run *r, double now, char *buf, size_t n)
   }
   if (!isnan(r->prog_loss))
     ADD(", loss %.3e", r->prog_loss);
+  if (r->prog_metric_name && !isnan(r->prog_metric))
+    ADD(", %s %.4g", r->prog_metric_name, r->prog_metric);
+  if (sv_interrupted(r))
+    ADD(", %s: stopping after this step", sv__signal_name(sv_interrupted(r)));
 #undef ADD
 }
 
@@ -154,6 +164,9 @@ void sv_progress_begin(sv_run *r, const char *what, long total)
   r->prog_total = total > 0 ? total : 0;
   r->prog_done = 0;
   r->prog_loss = NAN;
+  r->prog_epochs = 0;
+  free(r->prog_metric_name);
+  r->prog_metric_name = NULL;
   r->prog_t0 = sv__now();
   r->prog_last = r->prog_t0;
   r->prog_active = 1;
@@ -168,11 +181,35 @@ void sv_progress_update(sv_run *r, long done, double loss)
   r->prog_done = done > 0 ? done : 0;
   r->prog_loss = loss;
   double now = sv__now();
+  /* the first update after a signal is shown at once: the user learns
+     that the run heard it */
+  int news = sv_interrupted(r) && !r->prog_told;
+  if (news)
+    r->prog_told = 1;
   if (r->is_tty) {
-    if (now - r->prog_last >= REDRAW_SECONDS)
+    if (news || now - r->prog_last >= REDRAW_SECONDS)
       draw_bar(r, now);
-  } else if (now - r->prog_last >= LINE_SECONDS) {
+  } else if (news || now - r->prog_last >= LINE_SECONDS) {
     print_line(r, now);
+  }
+}
+
+void sv__progress_epoch(sv_run *r, long epoch, long epochs, long batch, long batches,
+                        const char *metric_name, double metric)
+{
+  if (!r || r->rank != 0)
+    return;
+  r->prog_epoch = epoch;
+  r->prog_epochs = epochs;
+  r->prog_batch = batch;
+  r->prog_batches = batches;
+  r->prog_metric = metric;
+  if (!metric_name) {
+    free(r->prog_metric_name);
+    r->prog_metric_name = NULL;
+  } else if (!r->prog_metric_name || strcmp(r->prog_metric_name, metric_name) != 0) {
+    free(r->prog_metric_name);
+    r->prog_metric_name = strdup(metric_name); /* NULL on no memory: no metric shown */
   }
 }
 
@@ -182,6 +219,7 @@ void sv_progress_end(sv_run *r)
     return;
   sv__progress_clear(r);
   r->prog_active = 0;
+  r->prog_epochs = 0;
   free(r->prog_what);
   r->prog_what = NULL;
 }
@@ -206,5 +244,7 @@ void sv__progress_free(sv_run *r)
     return;
   free(r->prog_what);
   r->prog_what = NULL;
+  free(r->prog_metric_name);
+  r->prog_metric_name = NULL;
   r->prog_active = 0;
 }

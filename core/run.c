@@ -153,6 +153,10 @@ void sv__run_free(sv_run *r)
   free(r->outdir);
   free(r->checkpoint_path);
   free(r->plugin_path);
+  for (int i = 0; i < r->nkeep; i++)
+    free(r->keep[i].file);
+  free(r->keep);
+  free(r->interrupt_stage);
   free(r);
 }
 

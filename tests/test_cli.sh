@@ -85,7 +85,7 @@ refuse() {
 
 # --- program options -------------------------------------------------
 
-run 0 --version && expect "$OUT" "plugin ABI 1" &&
+run 0 --version && expect "$OUT" "plugin ABI 2" &&
   { grep -qE '^solver [0-9]+\.[0-9]+' "$OUT" || bad "no version number"; } && ok
 
 run 0 --help && expect "$OUT" "--plugin NAME" "--seed N" "--out DIR" "--list" && ok
@@ -121,7 +121,7 @@ run 1 --plugin fixture_noentry &&
   expect "$ERR" "'$FIXTURES/fixture_noentry.so' has no entry point sv_plugin_entry" && ok
 
 run 1 --plugin fixture_badabi &&
-  expect "$ERR" "'$FIXTURES/fixture_badabi.so' was built for ABI version 999, this solver has 1" && ok
+  expect "$ERR" "'$FIXTURES/fixture_badabi.so' was built for ABI version 999, this solver has 2" && ok
 
 run 1 --plugin fixture_badreal &&
   expect "$ERR" "'$FIXTURES/fixture_badreal.so' was built with 4-byte reals, this solver uses 8-byte doubles" && ok

@@ -294,10 +294,51 @@ SV_API sv_node *sv_mlp_at(sv_params *p, sv_node *theta, const char *name, sv_nod
                           int depth, int nout, sv_activation act);
 
 /* ------------------------------------------------------------------ */
-/* Objectives and optimizers                                           */
+/* Training: schedules, per-block scales, interrupt and resume         */
 /* ------------------------------------------------------------------ */
 
 typedef struct sv_run sv_run;
+
+/*
+ * Learning-rate schedules of SGD and Adam (sv_optim_opts.schedule), after
+ * an optional linear warm-up: lr (t + 1) / warmup_steps for the steps
+ * t < warmup_steps, then
+ *   SV_LR_CONSTANT  lr, or cosine warm restarts when restart_period > 0;
+ *   SV_LR_COSINE    lr_min + (lr - lr_min) (1 + cos(pi p)) / 2 with
+ *                   p = (t - warmup_steps) / (max_steps - warmup_steps):
+ *                   one cosine over the whole stage, down to lr_min.
+ */
+typedef enum { SV_LR_CONSTANT = 0, SV_LR_COSINE } sv_lr_schedule;
+
+/*
+ * Per-block multipliers of the learning rate and of the weight decay for
+ * every block whose name starts with block_prefix ("" is every block):
+ * block i moves at lr * lr_scale_i and decays by weight_decay *
+ * decay_scale_i (0 exempts biases, norms, state-space parameters). Both
+ * default to 1. Fails, naming the prefix, when no block matches or a
+ * scale is negative or not finite. SGD and Adam apply them; L-BFGS and LM
+ * ignore them.
+ */
+SV_API int sv_params_set_scales(sv_params *p, const char *block_prefix, double lr_scale,
+                                double decay_scale);
+SV_API double sv_params_block_lr_scale(const sv_params *p, int i);
+SV_API double sv_params_block_decay_scale(const sv_params *p, int i);
+
+/*
+ * Nonzero (the signal number, SIGINT or SIGTERM) once the user asked this
+ * process to stop: the `solver` program catches SIGINT and SIGTERM while
+ * the plugin runs. sv_minimize stops by itself at the end of a step,
+ * saves what resuming needs and fails; a plugin's own long loops (data
+ * generation, evaluation) check this and return sv_fail(...) early. It is
+ * this rank's view, without communication: a loop with collective calls
+ * sums it over the ranks itself (sv_allreduce_sum) so that every rank
+ * leaves at the same iteration.
+ */
+SV_API int sv_interrupted(const sv_run *r);
+
+/* ------------------------------------------------------------------ */
+/* Objectives and optimizers                                           */
+/* ------------------------------------------------------------------ */
 
 /*
  * What an optimizer minimises. Every callback computes this rank's share;
@@ -340,6 +381,22 @@ typedef struct sv_optim_opts {
   /* Called every step before the loss is evaluated (for resampling); may be NULL. */
   int (*on_step)(void *ctx, int step);
   void *on_step_ctx;
+  /* ABI 2 (appended; sv_optim_defaults sets them all). */
+  int steps_per_epoch;   /* > 0: a stochastic objective (SGD/Adam): on_step(step) moves
+                            to the minibatch of that step, batch step % steps_per_epoch
+                            of epoch step / steps_per_epoch; max_steps evaluations, no
+                            final one; epochs.csv gets each epoch's mean loss */
+  /* Optional, with steps_per_epoch: this rank's (sum, count) of a metric
+     over the batch just evaluated (e.g. correct predictions, samples); the
+     core sums both over the ranks and shows sum/count over the epoch so
+     far as metric_name. Called with on_step_ctx after each evaluation. */
+  int (*batch_metric)(void *ctx, double *sum, double *count);
+  const char *metric_name; /* "accuracy" (NULL: "metric") */
+  double weight_decay;   /* SGD/Adam: decoupled decay theta *= 1 - lr wd before the update
+                            (Adam with weight_decay > 0 is AdamW) */
+  sv_lr_schedule schedule; /* SGD/Adam, see sv_lr_schedule */
+  int warmup_steps;      /* SGD/Adam: linear warm-up steps (0: none) */
+  double clip_norm;      /* SGD/Adam: clip the global gradient 2-norm to this (0: off) */
 } sv_optim_opts;
 
 /* Defaults for a kind: Adam lr 1e-3, betas 0.9/0.999, ... */
@@ -357,6 +414,15 @@ typedef struct sv_optim_result {
  * the run (loss_history.csv), shows progress, checkpoints the parameters,
  * and stops with an error naming the step if the loss becomes NaN or Inf
  * (the parameters are restored to the last good values).
+ *
+ * Each call is a stage with an ordinal (1, 2, ... in the run). Under the
+ * `solver` program a completed stage is journalled in <outdir>/resume/, and
+ * an interrupted one (SIGINT, SIGTERM) stops at the end of a step, saves
+ * its parameters, optimizer state and the run's RNG state there and fails;
+ * `solver --resume DIR` runs the plugin again, and each stage journalled
+ * before loads its result instead of training, the interrupted one goes on
+ * from the next step. An interrupted L-BFGS stage starts over (TAO's
+ * history cannot be saved).
  */
 SV_API int sv_minimize(sv_run *run, sv_params *p, const sv_objective *obj,
                        const sv_optim_opts *o, sv_optim_result *res);
@@ -589,7 +655,7 @@ SV_API int sv_plot_image_grid(sv_run *r, const char *png, int count, int rows, i
 /* ------------------------------------------------------------------ */
 
 /* Bump on any incompatible change; the descriptor only grows at its end. */
-#define SV_ABI_VERSION 1
+#define SV_ABI_VERSION 2
 #define SV_PLUGIN_ENTRY_NAME "sv_plugin_entry"
 
 typedef struct sv_plugin {
