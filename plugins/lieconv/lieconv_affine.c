@@ -10,12 +10,13 @@
  *             fixed seed (or an external 40x40 IDX set)
  *   model     model.h (lifting, residual group convolutions, invariant
  *             pooling, dense head)
- *   training  Adam with a cosine schedule on shuffled minibatches, each
- *             rank taking its share of every minibatch
+ *   training  AdamW with one cosine schedule on shuffled minibatches (the
+ *             core's minibatch stage: epochs.csv, interrupt and resume),
+ *             each rank taking its share of every minibatch
  *   outputs   acc_centred, acc_affine (acc_external), equivariance_rot90,
  *             equivariance_reflection, train_seconds, images_per_second;
- *             affine_grid.png, affine_confusion.png, epochs.png,
- *             samples.txt, checkpoint.bin
+ *             affine_grid.png, affine_confusion.png, epochs.png
+ *             (epochs.csv, validation.csv), samples.txt, checkpoint.bin
  */
 #include "data.h"
 #include "model.h"
@@ -37,8 +38,8 @@ typedef struct {
   lie_arch a;
   char data[PATHLEN], test_images[PATHLEN], test_labels[PATHLEN];
   char samples_file[PATHLEN], checkpoint[PATHLEN];
-  int resample, epochs, batch, train_size, val_size, test_size, eval_batch, eval_only;
-  double lr, lr_min;
+  int resample, epochs, batch, train_size, val_size, test_size, eval_batch, eval_only, warmup;
+  double lr, lr_min, weight_decay;
   lie_affine aff;
   int test_seed;
 } lie_opts;
@@ -128,8 +129,12 @@ static int lie_setup(sv_run *r, void **state)
                   &o.resample) < 0 ||
       sv_opt_int(r, "-epochs", 10, "training epochs", &o.epochs) < 0 ||
       sv_opt_int(r, "-batch", 64, "minibatch size (over all ranks)", &o.batch) < 0 ||
-      sv_opt_real(r, "-lr", 1e-3, "Adam learning rate (cosine schedule to -lr_min)", &o.lr) < 0 ||
+      sv_opt_real(r, "-lr", 1e-3, "AdamW learning rate (one cosine over the run to -lr_min)", &o.lr) < 0 ||
       sv_opt_real(r, "-lr_min", 0, "final learning rate of the cosine schedule", &o.lr_min) < 0 ||
+      sv_opt_real(r, "-weight_decay", 0.01, "AdamW's decoupled weight decay (PyTorch's default), "
+                  "on every parameter block", &o.weight_decay) < 0 ||
+      sv_opt_int(r, "-warmup", 0, "linear learning-rate warm-up steps before the cosine",
+                 &o.warmup) < 0 ||
       sv_opt_int(r, "-train_size", 4000, "training images: the first of the training file",
                  &o.train_size) < 0 ||
       sv_opt_int(r, "-val_size", 500, "validation images: the last of the training file, "
@@ -180,6 +185,10 @@ static int lie_setup(sv_run *r, void **state)
     return sv_fail("option -spd_var = %g: must be >= 0", a->spd_var);
   if (!(o.lr > 0) || !isfinite(o.lr))
     return sv_fail("option -lr = %g: must be > 0", o.lr);
+  if (!(o.weight_decay >= 0) || !isfinite(o.weight_decay))
+    return sv_fail("option -weight_decay = %g: must be >= 0", o.weight_decay);
+  if (o.warmup < 0)
+    return sv_fail("option -warmup = %d: must be >= 0", o.warmup);
   if (!(o.lr_min >= 0 && o.lr_min <= o.lr))
     return sv_fail("option -lr_min = %g: must be in [0, -lr = %g]", o.lr_min, o.lr);
   if (!(o.aff.rot_deg >= 0 && o.aff.rot_deg <= 180))
@@ -331,12 +340,13 @@ typedef struct {
   const lie_images *train, *val, *val_aff;
   sv_batches *batches;
   long per_epoch;
-  gsl_rng *rng; /* sample redraws */
-  int *idx;     /* scratch */
-  double val_seconds;
-  double epoch_loss; /* this rank's sum of loss shares over the epoch */
+  gsl_rng *rng;       /* sample redraws */
+  int step;           /* of the last on_step */
+  long validated;     /* epochs validated so far */
+  double val_seconds; /* spent validating */
   double t_epoch;
-  int bad_count;
+  int correct;        /* on this rank's share of the last batch */
+  const lie_samples *samples0; /* with -resample: the fixed draw for validation */
 } lie_trainer;
 
 static int accuracy(sv_run *r, lie_model *m, const lie_images *im, double *acc)
@@ -354,41 +364,54 @@ static int accuracy(sv_run *r, lie_model *m, const lie_images *im, double *acc)
   return 0;
 }
 
-/* The end of an epoch (>= 1): validation accuracies, the epoch's loss. */
-static int end_epoch(lie_trainer *t, long epoch)
+/* Validation after `epoch` (>= 1) epochs: validation.csv, a log line. */
+static int validate(lie_trainer *t, long epoch)
 {
   double t0 = now();
   double vc, va;
-  if (accuracy(t->r, t->m, t->val, &vc) < 0 || accuracy(t->r, t->m, t->val_aff, &va) < 0)
+  lie_model *m = t->m;
+  lie_samples *step_draw = NULL;
+  if (t->samples0) { /* validate on the fixed draw, then restore the step's */
+    step_draw = lie_samples_clone(m->samples);
+    if (!step_draw || lie_samples_copy(m->samples, t->samples0) < 0 || lie_model_refresh(m) < 0) {
+      lie_samples_free(step_draw);
+      return -1;
+    }
+  }
+  int rc = accuracy(t->r, m, t->val, &vc);
+  if (rc == 0)
+    rc = accuracy(t->r, m, t->val_aff, &va);
+  if (step_draw) {
+    if (lie_samples_copy(m->samples, step_draw) < 0 || lie_model_refresh(m) < 0)
+      rc = -1;
+    lie_samples_free(step_draw);
+  }
+  if (rc < 0)
     return -1;
-  double loss = t->epoch_loss;
-  if (sv_allreduce_sum(t->r, &loss, 1) < 0)
-    return -1;
-  loss /= (double)t->per_epoch;
-  t->epoch_loss = 0;
   double t1 = now();
   t->val_seconds += t1 - t0;
   double secs = t0 - t->t_epoch;
   t->t_epoch = t1;
-  static const char *const cols[] = {"epoch", "train_loss", "val_centred", "val_affine",
-                                     "seconds"};
-  double row[5] = {(double)epoch, loss, vc, va, secs};
-  if (sv_run_rank(t->r) == 0 && sv_series_append(t->r, "epochs.csv", 5, cols, row) < 0)
-    sv_warn(t->r, "epochs.csv: %s", sv_errmsg());
-  sv_log(t->r, "epoch %ld/%d: training loss %.4f, validation accuracy %.2f%% centred, %.2f%% "
-         "affine (%.1f s)", epoch, t->o->epochs, loss, 100 * vc, 100 * va, secs);
+  t->validated = epoch;
+  if (t->val->n == 0)
+    return 0;
+  static const char *const cols[] = {"epoch", "val_centred", "val_affine", "train_seconds"};
+  double row[4] = {(double)epoch, vc, va, secs};
+  if (sv_run_rank(t->r) == 0 && sv_series_append(t->r, "validation.csv", 4, cols, row) < 0)
+    sv_warn(t->r, "validation.csv: %s", sv_errmsg());
+  sv_log(t->r, "epoch %ld/%d: validation accuracy %.2f%% centred, %.2f%% affine (%d images; "
+         "epoch %.1f s)", epoch, t->o->epochs, 100 * vc, 100 * va, t->val->n, secs);
   return 0;
 }
 
+/* The minibatch of `step` into the training plan's inputs (and, with
+   -resample, fresh samples): a function of the step alone, as a resumed
+   stage replays it. */
 static int on_step(void *ctx, int step)
 {
   lie_trainer *t = ctx;
   lie_model *m = t->m;
-  long total = (long)t->o->epochs * t->per_epoch;
-  if (step > 0 && step % t->per_epoch == 0 && end_epoch(t, step / t->per_epoch) < 0)
-    return -1;
-  if (step >= total) /* the optimizer's final evaluation: any batch will do */
-    step = (int)(total - 1);
+  t->step = step;
   const int *idx;
   int count, global;
   if (sv_batches_get(t->batches, step, &idx, &count, &global, NULL) < 0)
@@ -411,18 +434,30 @@ static int on_step(void *ctx, int step)
   return 0;
 }
 
-/* The loss share of every evaluation, summed per epoch. */
-typedef struct {
-  lie_trainer *t;
-  sv_objective inner;
-} counted;
-
-static int counted_loss_grad(void *ctx, const double *theta, double *loss, double *grad)
+/* The objective, validating first at the start of each epoch after the
+   first (here, not in on_step: a resumed stage replays on_step without
+   evaluating). Every rank takes the same branch. */
+static int train_loss_grad(void *ctx, const double *theta, double *loss, double *grad)
 {
-  counted *c = ctx;
-  if (c->inner.loss_grad(c->inner.ctx, theta, loss, grad) < 0)
+  lie_trainer *t = ctx;
+  long epoch = t->step / t->per_epoch;
+  if (t->step % t->per_epoch == 0 && epoch > t->validated && epoch > 0) {
+    /* the validation plan must see the fixed samples, not a redraw */
+    if (validate(t, epoch) < 0)
+      return -1;
+  }
+  sv_objective inner = lie_model_objective(t->m);
+  if (inner.loss_grad(inner.ctx, theta, loss, grad) < 0)
     return -1;
-  c->t->epoch_loss += *loss;
+  t->correct = lie_model_train_correct(t->m);
+  return 0;
+}
+
+static int batch_metric(void *ctx, double *sum, double *count)
+{
+  lie_trainer *t = ctx;
+  *sum = t->correct;
+  *count = t->m->train_batch;
   return 0;
 }
 
@@ -479,27 +514,23 @@ static int evaluate_set(sv_run *r, lie_model *m, const lie_images *im, const cha
   return rc;
 }
 
+/* epochs.png: the training loss (epochs.csv, from the core's minibatch
+   stage), training accuracy and validation accuracies per epoch. */
 static int plot_epochs(sv_run *r, const char *title, int have_val)
 {
   char script[2048];
-  if (!have_val) {
-    snprintf(script, sizeof script,
-             "set datafile separator ','\nset key autotitle columnhead\nset grid\n"
-             "set title '%s (no validation split)'\nset xlabel 'epoch'\n"
-             "set ylabel 'training loss'\nset logscale y\n"
-             "plot 'epochs.csv' using 1:2 with linespoints lw 2 title 'training loss'\n", title);
-    return sv_plot(r, "epochs.png", script);
-  }
   snprintf(script, sizeof script,
            "set datafile separator ','\nset key autotitle columnhead\nset grid\n"
            "set multiplot layout 1,2 title '%s'\n"
-           "set xlabel 'epoch'\nset ylabel 'training loss'\nset logscale y\n"
-           "plot 'epochs.csv' using 1:2 with linespoints lw 2 title 'training loss'\n"
-           "unset logscale y\nset ylabel 'validation accuracy (%%)'\nset key bottom right\n"
-           "plot 'epochs.csv' using 1:(100*$3) with linespoints lw 2 title 'centred', "
-           "'' using 1:(100*$4) with linespoints lw 2 title 'affine'\n"
+           "set xlabel 'epoch'\nset ylabel 'mean training loss'\nset logscale y\n"
+           "plot 'epochs.csv' using 2:3 with linespoints lw 2 title 'training loss'\n"
+           "unset logscale y\nset ylabel 'accuracy (%%)'\nset key bottom right\n"
+           "plot 'epochs.csv' using 2:(100*$4) with linespoints lw 2 title 'training (running)'%s\n"
            "unset multiplot\n",
-           title);
+           title,
+           have_val ? ", 'validation.csv' using 1:(100*$2) with linespoints lw 2 title 'validation, "
+                      "centred', '' using 1:(100*$3) with linespoints lw 2 title 'validation, affine'"
+                    : "");
   return sv_plot(r, "epochs.png", script);
 }
 
@@ -555,6 +586,7 @@ static int lie_run(sv_run *r, void *state)
   sv_batches *batches = NULL;
   gsl_rng *rng = NULL;
   int *pred = NULL;
+  lie_samples *samples0 = NULL;
   const char *const *names = is_fashion(o->data) ? fashion_names : NULL;
   char desc[512];
 
@@ -652,30 +684,43 @@ static int lie_run(sv_run *r, void *state)
               train.n);
       goto done;
     }
-    lie_trainer t = {r, o, m, &train, &val, &val_aff, batches, per_epoch, rng, NULL, 0, 0, 0, 0};
+    lie_trainer t;
+    memset(&t, 0, sizeof t);
+    t.r = r, t.o = o, t.m = m, t.train = &train, t.val = &val, t.val_aff = &val_aff;
+    t.batches = batches, t.per_epoch = per_epoch, t.rng = rng;
+    if (o->resample && m->samples && !(samples0 = lie_samples_clone(m->samples)))
+      goto done;
+    t.samples0 = samples0;
     t.t_epoch = now();
-    counted c = {&t, lie_model_objective(m)};
-    sv_objective obj = c.inner;
-    obj.loss_grad = counted_loss_grad;
-    obj.ctx = &c;
+    sv_objective obj = lie_model_objective(m);
+    obj.loss_grad = train_loss_grad;
+    obj.ctx = &t;
     sv_optim_opts oo;
     sv_optim_defaults(&oo, SV_OPTIM_ADAM);
-    oo.stage = "adam";
+    oo.stage = "adamw";
     oo.max_steps = (int)(o->epochs * per_epoch);
+    oo.steps_per_epoch = (int)per_epoch;
     oo.lr = o->lr;
     oo.lr_min = o->lr_min;
-    oo.restart_period = oo.max_steps; /* one cosine period */
+    oo.schedule = SV_LR_COSINE;
+    oo.warmup_steps = o->warmup;
+    oo.weight_decay = o->weight_decay;
     oo.on_step = on_step;
     oo.on_step_ctx = &t;
-    sv_log(r, "training: %d epochs of %ld minibatches of %d (%d on this rank), Adam lr %g "
-           "cosine to %g%s", o->epochs, per_epoch, o->batch, share, o->lr, o->lr_min,
-           o->resample ? ", samples redrawn every step" : "");
+    oo.batch_metric = batch_metric;
+    oo.metric_name = "accuracy";
+    sv_log(r, "training: %d epochs of %ld minibatches of %d (%d on this rank), AdamW lr %g "
+           "cosine to %g, weight decay %g%s", o->epochs, per_epoch, o->batch, share, o->lr,
+           o->lr_min, o->weight_decay, o->resample ? ", samples redrawn every step" : "");
     sv_optim_result res;
-    t.epoch_loss = 0;
-    if (sv_minimize(r, m->p, &obj, &oo, &res) < 0)
+    int rcm = sv_minimize(r, m->p, &obj, &oo, &res);
+    /* with -resample the evaluation uses the fixed draw of samples.txt */
+    if (rcm == 0 && o->resample && m->samples &&
+        (lie_samples_copy(m->samples, samples0) < 0 || lie_model_refresh(m) < 0))
+      rcm = -1;
+    t.samples0 = NULL; /* the model has the fixed draw again */
+    if (rcm < 0 || validate(&t, o->epochs) < 0)
       goto done;
-    /* the final evaluation's share belongs to no epoch; the last epoch
-       ended in on_step */
     train_seconds = res.seconds - t.val_seconds;
     ips = (double)oo.max_steps * o->batch / train_seconds;
     sv_metric(r, "train_seconds", train_seconds);
@@ -726,6 +771,7 @@ static int lie_run(sv_run *r, void *state)
   rc = 0;
 done:
   free(pred);
+  lie_samples_free(samples0);
   gsl_rng_free(rng);
   sv_batches_free(batches);
   lie_model_free(m);

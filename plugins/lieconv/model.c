@@ -163,8 +163,8 @@ lie_model *lie_model_new(const lie_arch *a, int train_batch, int global_batch, i
   if (m->samples && lie_model_refresh(m) < 0)
     goto fail;
   if (train_batch > 0) {
-    sv_node *outs[2] = {m->loss, m->grad};
-    m->train = sv_compile(m->g, 2, outs, train_batch);
+    sv_node *outs[3] = {m->loss, m->grad, m->logits};
+    m->train = sv_compile(m->g, 3, outs, train_batch);
     if (!m->train || sv_plan_bind(m->train, m->x, m->xbuf) < 0 ||
         sv_plan_bind(m->train, m->y, m->ybuf) < 0 || bind_all(m, m->train) < 0) {
       sv_fail_context("compiling the training plan");
@@ -269,6 +269,20 @@ sv_objective lie_model_objective(lie_model *m)
 {
   sv_objective o = {sv_params_count(m->p), 0, loss_grad, NULL, m};
   return o;
+}
+
+int lie_model_train_correct(const lie_model *m)
+{
+  const double *z = sv_plan_value(m->train, m->logits);
+  int correct = 0;
+  for (int b = 0; b < m->train_batch; b++) {
+    int best = 0;
+    for (int c = 1; c < LIE_NCLASSES; c++)
+      if (z[b * LIE_NCLASSES + c] > z[b * LIE_NCLASSES + best])
+        best = c;
+    correct += best == (int)m->ybuf[b];
+  }
+  return correct;
 }
 
 int lie_model_logits(lie_model *m, int count, const double *x, double *logits)

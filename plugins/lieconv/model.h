@@ -69,6 +69,8 @@ int lie_model_init(lie_model *m, gsl_rng *rng);
 int lie_model_refresh(lie_model *m);
 /* The training objective over m->xbuf / m->ybuf. */
 sv_objective lie_model_objective(lie_model *m);
+/* Correct predictions of the training plan's last run (its rows). */
+int lie_model_train_correct(const lie_model *m);
 /* Logits of `count` images (any count; in calls of eval_batch). */
 int lie_model_logits(lie_model *m, int count, const double *x, double *logits);
 /* sv_predict_fn over a lie_model */

@@ -46,6 +46,25 @@ void lie_samples_free(lie_samples *s)
   free(s);
 }
 
+lie_samples *lie_samples_clone(const lie_samples *s)
+{
+  lie_samples *c = lie_samples_new(s->group, s->nsets, s->n, s->spd_var);
+  if (c)
+    lie_samples_copy(c, s);
+  return c;
+}
+
+int lie_samples_copy(lie_samples *dst, const lie_samples *src)
+{
+  if (dst->nsets != src->nsets || dst->n != src->n)
+    return sv_fail("group samples: copying %d x %d into %d x %d", src->nsets, src->n, dst->nsets,
+                   dst->n);
+  size_t n = (size_t)src->nsets * src->n;
+  memcpy(dst->theta, src->theta, n * sizeof *dst->theta);
+  memcpy(dst->P, src->P, n * sizeof *dst->P);
+  return 0;
+}
+
 void lie_samples_draw(lie_samples *s, gsl_rng *rng)
 {
   const double r2 = 1.41421356237309504880, sd = sqrt(s->spd_var);

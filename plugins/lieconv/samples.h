@@ -34,6 +34,9 @@ typedef struct {
 
 lie_samples *lie_samples_new(lie_group group, int nsets, int n, double spd_var);
 void lie_samples_free(lie_samples *s);
+lie_samples *lie_samples_clone(const lie_samples *s);
+/* Copy the samples of src into dst (the same group and counts). */
+int lie_samples_copy(lie_samples *dst, const lie_samples *src);
 /* Rotation grid and fresh log-normal P parts from rng. */
 void lie_samples_draw(lie_samples *s, gsl_rng *rng);
 /* g = P R(theta) of sample i of set `set`. */
