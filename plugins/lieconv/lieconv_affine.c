@@ -39,6 +39,7 @@ typedef struct {
   char data[PATHLEN], test_images[PATHLEN], test_labels[PATHLEN];
   char samples_file[PATHLEN], checkpoint[PATHLEN];
   int resample, epochs, batch, train_size, val_size, test_size, eval_batch, eval_only, warmup;
+  int write_affine, write_init, write_logits;
   double lr, lr_min, weight_decay;
   lie_affine aff;
   int test_seed;
@@ -159,6 +160,14 @@ static int lie_setup(sv_run *r, void **state)
                   &o.aff.scale_hi) < 0 ||
       sv_opt_int(r, "-test_seed", 2024, "seed of the generated affine test set (fixed: the same "
                  "set whatever --seed)", &o.test_seed) < 0 ||
+      sv_opt_bool(r, "-write_affine", 0, "write the generated affine test set as IDX files "
+                  "(affine_test-images-idx3-ubyte.gz, affine_test-labels-idx1-ubyte.gz; pixels "
+                  "rounded to bytes) for another implementation, or -test_images",
+                  &o.write_affine) < 0 ||
+      sv_opt_bool(r, "-write_init", 0, "write the initial parameters to init.bin (a checkpoint), "
+                  "so that another implementation can start from them", &o.write_init) < 0 ||
+      sv_opt_int(r, "-write_logits", 0, "write the final logits of the first N centred test "
+                 "images to test_logits.csv (to compare implementations)", &o.write_logits) < 0 ||
       sv_opt_int(r, "-eval_batch", 100, "images per evaluation call", &o.eval_batch) < 0 ||
       sv_opt_bool(r, "-eval_only", 0, "evaluate the model of -checkpoint without training",
                   &o.eval_only) < 0 ||
@@ -496,6 +505,38 @@ done:
   return rc;
 }
 
+/* test_logits.csv: the logits of the first n images, one column per class. */
+static int write_logits(sv_run *r, lie_model *m, const lie_images *im, int n)
+{
+  if (n > im->n)
+    n = im->n;
+  double *z = malloc((size_t)n * LIE_NCLASSES * sizeof *z);
+  double *cols = malloc((size_t)n * LIE_NCLASSES * sizeof *cols);
+  int rc = -1;
+  if (!z || !cols) {
+    sv_fail("test_logits.csv: out of memory");
+    goto done;
+  }
+  if (lie_model_logits(m, n, im->x, z) < 0)
+    goto done;
+  const double *cp[LIE_NCLASSES];
+  const char *names[LIE_NCLASSES];
+  static const char *const nm[LIE_NCLASSES] = {"z0", "z1", "z2", "z3", "z4",
+                                               "z5", "z6", "z7", "z8", "z9"};
+  for (int c = 0; c < LIE_NCLASSES; c++) {
+    for (int i = 0; i < n; i++)
+      cols[c * n + i] = z[i * LIE_NCLASSES + c];
+    cp[c] = cols + c * n;
+    names[c] = nm[c];
+  }
+  rc = sv_run_rank(r) == 0 ? sv_write_csv(r, "test_logits.csv", LIE_NCLASSES, names, (size_t)n, cp)
+                           : 0;
+done:
+  free(z);
+  free(cols);
+  return rc;
+}
+
 static int evaluate_set(sv_run *r, lie_model *m, const lie_images *im, const char *prefix,
                         const char *const *names, double *acc, int **pred)
 {
@@ -624,6 +665,14 @@ static int lie_run(sv_run *r, void *state)
     goto done;
   sv_dataset_free(dtest);
   dtest = NULL;
+  if (o->write_affine && sv_run_rank(r) == 0) {
+    char pi[PATHLEN + 64], pl[PATHLEN + 64];
+    snprintf(pi, sizeof pi, "%s/affine_test-images-idx3-ubyte.gz", sv_run_outdir(r));
+    snprintf(pl, sizeof pl, "%s/affine_test-labels-idx1-ubyte.gz", sv_run_outdir(r));
+    if (sv_idx_write_images(pi, test_aff.n, LIE_CANVAS, LIE_CANVAS, test_aff.x) < 0 ||
+        sv_idx_write_labels(pl, test_aff.n, test_aff.y) < 0)
+      goto done;
+  }
   if (clipped)
     sv_warn(r, "affine test set: %d of %d objects do not fit the %dx%d canvas after the "
             "transform and are clipped", clipped, ntest, LIE_CANVAS, LIE_CANVAS);
@@ -664,6 +713,12 @@ static int lie_run(sv_run *r, void *state)
     goto done;
   lie_model_describe(m, desc, sizeof desc);
   sv_log(r, "%s", desc);
+  if (o->write_init && sv_run_rank(r) == 0) {
+    char pi[PATHLEN + 16];
+    snprintf(pi, sizeof pi, "%s/init.bin", sv_run_outdir(r));
+    if (sv_checkpoint_save(m->p, pi) < 0)
+      goto done;
+  }
   sv_metric(r, "parameters", (double)sv_params_count(m->p));
 
   /* training */
@@ -734,6 +789,8 @@ static int lie_run(sv_run *r, void *state)
       evaluate_set(r, m, &test_aff, "affine", names, &acc_a, &pred) < 0)
     goto done;
   if (ext.n && evaluate_set(r, m, &ext, "external", names, &acc_x, NULL) < 0)
+    goto done;
+  if (o->write_logits > 0 && write_logits(r, m, &test, o->write_logits) < 0)
     goto done;
   if (equivariance(m, &test, 0, &eq_rot) < 0 || equivariance(m, &test, 1, &eq_ref) < 0)
     goto done;
