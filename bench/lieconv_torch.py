@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """bench/lieconv_torch.py -- the PyTorch peer of lieconv_affine.so.
 
-The same reduced network as plugins/lieconv/model.h (lifting layer, residual
-group convolutions, 2x2 max-pools, LayerNorm without parameters, GELU,
+The same reduced network as plugins/lieconv/model.h (lifting layer, group
+convolutions with optional residual blocks, 2x2 max-pools, LayerNorm without parameters, GELU,
 invariant max pooling, a dense head), the same SIREN kernel networks on the
 same kernel points, built from the same group samples (the C run's
 samples.txt), the same data (an IDX directory, the first --train_size
@@ -218,6 +218,7 @@ class Net(torch.nn.Module):
         if a.model == "lie":
             mask = a.mask
             self.lift = GLayer(a.group, 1, C, g[0], None, mask, a, dtype)
+            self.mid = GLayer(a.group, C, C, g[0], g[0], mask, a, dtype)
             self.blocks = torch.nn.ModuleList()
             for b in range(a.blocks):
                 self.blocks.append(torch.nn.ModuleList([
@@ -231,6 +232,7 @@ class Net(torch.nn.Module):
                 torch.nn.init.uniform_(w, -b, b)
                 return w
             self.lift_w = conv(1, C)
+            self.mid_w = conv(C, C)
             self.block_w = torch.nn.ParameterList()
             for b in range(a.blocks):
                 self.block_w.append(conv(C, C))
@@ -249,6 +251,7 @@ class Net(torch.nn.Module):
         a = self.a
         if a.model == "lie":
             h = ln_gelu(F.max_pool2d(self.lift(x, 0), 2))
+            h = ln_gelu(self.mid(h, a.pad))
             for c1, c2 in self.blocks:
                 r = ln_gelu(c1(h, 2))
                 r = ln_gelu(c2(r, 2))
@@ -257,6 +260,7 @@ class Net(torch.nn.Module):
             h = ln_gelu(self.final(h, 0))
         else:
             h = ln_gelu(F.max_pool2d(F.conv2d(x, self.lift_w), 2))
+            h = ln_gelu(F.conv2d(h, self.mid_w, padding=a.pad))
             for b in range(a.blocks):
                 r = ln_gelu(F.conv2d(h, self.block_w[2 * b], padding=2))
                 r = ln_gelu(F.conv2d(r, self.block_w[2 * b + 1], padding=2))
@@ -281,12 +285,14 @@ class Net(torch.nn.Module):
             out.append(("%s.kernel.out.b" % prefix, net.out.bias, False))
         if a.model == "lie":
             siren("lift", self.lift.net)
+            siren("mid", self.mid.net)
             for b, (c1, c2) in enumerate(self.blocks):
                 siren("block%d.conv1" % b, c1.net)
                 siren("block%d.conv2" % b, c2.net)
             siren("final", self.final.net)
         else:
             out.append(("cnn.lift.W", self.lift_w, False))
+            out.append(("cnn.mid.W", self.mid_w, False))
             for b in range(a.blocks):
                 out.append(("cnn.block%d.conv1.W" % b, self.block_w[2 * b], False))
                 out.append(("cnn.block%d.conv2.W" % b, self.block_w[2 * b + 1], False))
@@ -343,7 +349,8 @@ def main():
     ap.add_argument("--group", default="sl2", choices=["so2", "sl2", "gl2"])
     ap.add_argument("--channels", type=int, default=16)
     ap.add_argument("--samples", type=int, default=8)
-    ap.add_argument("--blocks", type=int, default=1)
+    ap.add_argument("--pad", type=int, default=2, choices=[0, 2])
+    ap.add_argument("--blocks", type=int, default=0)
     ap.add_argument("--head", type=int, default=64)
     ap.add_argument("--cnn_channels", type=int, default=0)
     ap.add_argument("--kernel_width", type=int, default=60)

@@ -100,8 +100,10 @@ static int lie_setup(sv_run *r, void **state)
       sv_opt_int(r, "-samples", 8, "group samples N per set (rotations on the grid 2 pi k / N; "
                  "N divisible by 4 makes so2 exactly equivariant to 90-degree rotations)",
                  &a->samples) < 0 ||
-      sv_opt_int(r, "-blocks", 1, "residual blocks of two group convolutions (on 18x18)",
-                 &a->blocks) < 0 ||
+      sv_opt_int(r, "-pad", 2, "zero padding of the group convolution after the lift: 2 keeps "
+                 "18x18, 0 shrinks it to 14x14 (fewer operations)", &a->pad) < 0 ||
+      sv_opt_int(r, "-blocks", 0, "residual blocks of two group convolutions (padding 2) after "
+                 "it", &a->blocks) < 0 ||
       sv_opt_int(r, "-head", 64, "width of the dense head's hidden layer", &a->head) < 0 ||
       sv_opt_int(r, "-cnn_channels", 0, "channels of the CNN baseline (0: channels x samples, "
                  "the same convolution sizes as the Lie-group network)", &a->cnn_channels) < 0 ||
@@ -177,6 +179,8 @@ static int lie_setup(sv_run *r, void **state)
     return -1;
   o.aff.translate = 1;
 
+  if (a->pad != 0 && a->pad != 2)
+    return sv_fail("option -pad = %d: expected 0 or 2", a->pad);
   if (need_int("-channels", a->channels, 1) < 0 || need_int("-samples", a->samples, 1) < 0 ||
       need_int("-blocks", a->blocks, 0) < 0 || need_int("-head", a->head, 1) < 0 ||
       need_int("-cnn_channels", a->cnn_channels, 0) < 0 ||

@@ -57,16 +57,26 @@ static sv_node *gconv(lie_model *m, const char *name, sv_node *x, int lift, int 
   return L ? sv_conv2d(x, L->w, 1, pad) : NULL;
 }
 
-/* Features [B, C, 5, 5 x samples] before invariant pooling: [B, C, rest]. */
+/* The spatial size after the layers of the skeleton (model.h). */
+int lie_arch_final_size(const lie_arch *a)
+{
+  int s = (LIE_CANVAS - 4) / 2;   /* lift, pool */
+  s = (s + 2 * a->pad - 4) / 2;   /* mid, pool */
+  return s - 4;                   /* final */
+}
+
+/* Features before invariant pooling: [B, C, rest]. */
 static sv_node *build_features(lie_model *m)
 {
   const lie_arch *a = &m->a;
   char nm[32];
   sv_node *h;
+  int fs = lie_arch_final_size(a);
   if (a->kind == LIE_MODEL_LIE) {
     int C = a->channels;
     h = gconv(m, "lift", m->x, 1, 1, 0, 0, 0);
     h = ln_gelu(sv_maxpool2d(h, 2));
+    h = ln_gelu(gconv(m, "mid", h, 0, C, 0, 0, a->pad));
     for (int b = 0; b < a->blocks; b++) {
       snprintf(nm, sizeof nm, "block%d.conv1", b);
       sv_node *r = ln_gelu(gconv(m, nm, h, 0, C, 0, 0, 2));
@@ -76,12 +86,13 @@ static sv_node *build_features(lie_model *m)
     }
     h = sv_maxpool2d(h, 2);
     h = ln_gelu(gconv(m, "final", h, 0, C, 0, 1, 0));
-    int d3[3] = {SV_BATCH, C, a->samples * 25};
+    int d3[3] = {SV_BATCH, C, a->samples * fs * fs};
     return sv_reshape(h, 3, d3);
   }
   int C = a->cnn_channels;
   h = cnn_conv(m, "cnn.lift.W", m->x, 1, C, 0);
   h = ln_gelu(sv_maxpool2d(h, 2));
+  h = ln_gelu(cnn_conv(m, "cnn.mid.W", h, C, C, a->pad));
   for (int b = 0; b < a->blocks; b++) {
     snprintf(nm, sizeof nm, "cnn.block%d.conv1.W", b);
     sv_node *r = ln_gelu(cnn_conv(m, nm, h, C, C, 2));
@@ -91,7 +102,7 @@ static sv_node *build_features(lie_model *m)
   }
   h = sv_maxpool2d(h, 2);
   h = ln_gelu(cnn_conv(m, "cnn.final.W", h, C, C, 0));
-  int d3[3] = {SV_BATCH, C, 25};
+  int d3[3] = {SV_BATCH, C, fs * fs};
   return sv_reshape(h, 3, d3);
 }
 
@@ -143,7 +154,7 @@ lie_model *lie_model_new(const lie_arch *a, int train_batch, int global_batch, i
   m->eval_batch = eval_batch;
   m->g = sv_graph_new();
   m->p = sv_params_new();
-  int maxlayers = 2 + 2 * (a->blocks > 0 ? a->blocks : 0);
+  int maxlayers = 3 + 2 * (a->blocks > 0 ? a->blocks : 0);
   m->layers = calloc((size_t)maxlayers, sizeof *m->layers);
   size_t img = (size_t)LIE_CANVAS * LIE_CANVAS;
   m->xbuf = calloc((size_t)(train_batch > 0 ? train_batch : 1) * img, sizeof(double));
@@ -232,9 +243,10 @@ int lie_model_init(lie_model *m, gsl_rng *rng)
     /* PyTorch's default for convolutions: U(+-1/sqrt(fan_in)) */
     char nm[64];
     int C = a->cnn_channels;
-    if (fill(m->p, "cnn.lift.W", -1 / 5.0, 1 / 5.0, rng) < 0)
-      return -1;
     double bnd = 1 / sqrt(25.0 * C);
+    if (fill(m->p, "cnn.lift.W", -1 / 5.0, 1 / 5.0, rng) < 0 ||
+        fill(m->p, "cnn.mid.W", -bnd, bnd, rng) < 0)
+      return -1;
     for (int b = 0; b < a->blocks; b++)
       for (int c = 1; c <= 2; c++) {
         snprintf(nm, sizeof nm, "cnn.block%d.conv%d.W", b, c);
@@ -310,13 +322,13 @@ void lie_model_describe(const lie_model *m, char *buf, size_t size)
 {
   const lie_arch *a = &m->a;
   if (a->kind == LIE_MODEL_LIE)
-    snprintf(buf, size, "Lie-group network over R^2 x| %s: %d channels x %d samples, %d residual "
-             "block(s), SIREN kernels %d x %d (w0 %g), %s pooling, head %d; %zu parameters",
-             a->group == LIE_GL2 ? "GL+(2)" : a->group == LIE_SL2 ? "SL(2)" : "SO(2)", a->channels,
-             a->samples, a->blocks, a->kernel_layers, a->kernel_width, a->omega,
+    snprintf(buf, size, "Lie-group network over R^2 x| %s: %d channels x %d samples, padding %d, "
+             "%d residual block(s), SIREN kernels %d x %d (w0 %g), %s pooling, head %d; %zu "
+             "parameters", a->group == LIE_GL2 ? "GL+(2)" : a->group == LIE_SL2 ? "SL(2)" : "SO(2)",
+             a->channels, a->samples, a->pad, a->blocks, a->kernel_layers, a->kernel_width, a->omega,
              a->pool == LIE_POOL_MAX ? "max" : "mean", a->head, sv_params_count(m->p));
   else
-    snprintf(buf, size, "CNN: %d channels, %d residual block(s), global %s pooling, head %d; %zu "
-             "parameters", a->cnn_channels, a->blocks, a->pool == LIE_POOL_MAX ? "max" : "mean",
+    snprintf(buf, size, "CNN: %d channels, padding %d, %d residual block(s), global %s pooling, "
+             "head %d; %zu parameters", a->cnn_channels, a->pad, a->blocks, a->pool == LIE_POOL_MAX ? "max" : "mean",
              a->head, sv_params_count(m->p));
 }

@@ -8,14 +8,18 @@
  *
  *   lift 5x5 (no padding)            [B, C N, 36, 36]   outputs on set 0
  *   2x2 max-pool, LayerNorm, GELU    [B, C N, 18, 18]
+ *   group conv 5x5, padding `pad`, LayerNorm, GELU      set 0 -> set 0
+ *                                    [B, C N, 18 or 14, ...] (pad 2 or 0)
  *   residual blocks (`blocks`):      x <- GELU(x + GELU(LN(gconv(GELU(LN(gconv(x)))))))
  *                                    5x5, padding 2, set 0 -> set 0
- *   2x2 max-pool                     [B, C N, 9, 9]
- *   group conv 5x5 (no padding)      [B, C N, 5, 5]     set 0 -> set 1
+ *   2x2 max-pool                     [B, C N, 9 or 7, ...]
+ *   group conv 5x5 (no padding)      [B, C N, 5 or 3, ...]   set 0 -> set 1
  *   LayerNorm, GELU
  *   invariant pooling: max (or mean) over samples and space   [B, C]
  *   head: dense C -> H, LayerNorm (with scale and shift), GELU, dense H -> 10
  *
+ * Every size before a pooling is even, so a 90-degree rotation of the
+ * input permutes pixels exactly all the way through.
  * LayerNorm over (channels, samples, rows, columns) without parameters.
  * The CNN has the same skeleton with learned 5x5 filters of `cnn_channels`
  * channels and a global max (or mean) over space.
@@ -34,7 +38,7 @@ typedef enum { LIE_POOL_MAX = 0, LIE_POOL_MEAN } lie_pool;
 typedef struct {
   lie_model_kind kind;
   lie_group group;
-  int channels, samples, blocks, head, cnn_channels;
+  int channels, samples, pad, blocks, head, cnn_channels;
   int kernel_width, kernel_layers;
   double omega, spd_var;
   lie_mask mask;
@@ -57,6 +61,8 @@ typedef struct {
   double *xbuf, *ybuf, *ebuf; /* train images and labels, eval images */
 } lie_model;
 
+/* The spatial size of the last group convolution's output. */
+int lie_arch_final_size(const lie_arch *a);
 /* Build both plans: the training plan for `train_batch` rows of a
    minibatch of `global_batch` (its loss is the sum over the rows divided
    by global_batch); the evaluation plan for eval_batch images. The
