@@ -240,6 +240,7 @@ class Net(torch.nn.Module):
             self.final_w = conv(C, C)
         self.head1 = torch.nn.Parameter(torch.empty(C, a.head, dtype=dtype))
         torch.nn.init.uniform_(self.head1, -1 / math.sqrt(C), 1 / math.sqrt(C))
+        self.head1_b = torch.nn.Parameter(torch.zeros(a.head, dtype=dtype))
         self.ln = torch.nn.LayerNorm(a.head, eps=1e-5)
         self.head2 = torch.nn.Linear(a.head, 10)
         with torch.no_grad():
@@ -248,6 +249,9 @@ class Net(torch.nn.Module):
             self.head2.bias.uniform_(-b, b)
 
     def forward(self, x):
+        return self.head(self.features(x))
+
+    def features(self, x):
         a = self.a
         if a.model == "lie":
             h = ln_gelu(F.max_pool2d(self.lift(x, 0), 2))
@@ -257,7 +261,9 @@ class Net(torch.nn.Module):
                 r = ln_gelu(c2(r, 2))
                 h = F.gelu(h + r)
             h = F.max_pool2d(h, 2)
-            h = ln_gelu(self.final(h, 0))
+            h = self.final(h, 0)
+            if a.final_norm:
+                h = ln_gelu(h)
         else:
             h = ln_gelu(F.max_pool2d(F.conv2d(x, self.lift_w), 2))
             h = ln_gelu(F.conv2d(h, self.mid_w, padding=a.pad))
@@ -266,11 +272,19 @@ class Net(torch.nn.Module):
                 r = ln_gelu(F.conv2d(r, self.block_w[2 * b + 1], padding=2))
                 h = F.gelu(h + r)
             h = F.max_pool2d(h, 2)
-            h = ln_gelu(F.conv2d(h, self.final_w))
+            h = F.conv2d(h, self.final_w)
+            if a.final_norm:
+                h = ln_gelu(h)
         h = h.reshape(h.shape[0], self.C, -1)
-        h = h.amax(-1) if a.pool == "max" else h.mean(-1)
-        h = F.gelu(self.ln(h @ self.head1))
-        return self.head2(h)
+        return h.amax(-1) if a.pool == "max" else h.mean(-1)
+
+    def head(self, p):
+        return self.head2(F.gelu(self.ln(p @ self.head1 + self.head1_b)))
+
+    def centre_head(self, x):
+        """The C model's data-dependent start: head.1.b = -mean(pooled) W."""
+        with torch.no_grad():
+            self.head1_b.copy_(-(self.pooled(x).mean(0) @ self.head1))
 
     def c_blocks(self):
         """(C block name, tensor, transpose) for every parameter, as model.c names them."""
@@ -298,6 +312,7 @@ class Net(torch.nn.Module):
                 out.append(("cnn.block%d.conv2.W" % b, self.block_w[2 * b + 1], False))
             out.append(("cnn.final.W", self.final_w, False))
         out.append(("head.1.W", self.head1, False))
+        out.append(("head.1.b", self.head1_b, False))
         out.append(("head.ln.scale", self.ln.weight, False))
         out.append(("head.ln.shift", self.ln.bias, False))
         out.append(("head.2.W", self.head2.weight, True))
@@ -352,6 +367,8 @@ def main():
     ap.add_argument("--pad", type=int, default=2, choices=[0, 2])
     ap.add_argument("--blocks", type=int, default=0)
     ap.add_argument("--head", type=int, default=64)
+    ap.add_argument("--final_norm", type=int, default=1)
+    ap.add_argument("--head_centre", type=int, default=1)
     ap.add_argument("--cnn_channels", type=int, default=0)
     ap.add_argument("--kernel_width", type=int, default=60)
     ap.add_argument("--kernel_layers", type=int, default=3)
@@ -407,12 +424,14 @@ def main():
             print("logits " + " ".join("%.17g" % v for v in row))
         return
 
-    if a.init:
-        load_checkpoint(a.init, net)
     xs = centred(read_idx(find(a.data, "train", "images"))[:a.train_size])
     ys = read_idx(find(a.data, "train", "labels"))[:a.train_size].astype(np.int64)
     X = torch.tensor(xs[:, None], dtype=dtype)
     Y = torch.tensor(ys)
+    if a.init:
+        load_checkpoint(a.init, net)
+    elif a.head_centre:
+        net.centre_head(X[:a.batch])
     per_epoch = a.train_size // a.batch
     steps = a.epochs * per_epoch
     opt = torch.optim.AdamW(net.parameters(), lr=a.lr, weight_decay=a.weight_decay)

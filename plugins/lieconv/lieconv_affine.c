@@ -39,7 +39,7 @@ typedef struct {
   char data[PATHLEN], test_images[PATHLEN], test_labels[PATHLEN];
   char samples_file[PATHLEN], checkpoint[PATHLEN];
   int resample, epochs, batch, train_size, val_size, test_size, eval_batch, eval_only, warmup;
-  int write_affine, write_init, write_logits;
+  int write_affine, write_init, write_logits, head_centre;
   double lr, lr_min, weight_decay;
   lie_affine aff;
   int test_seed;
@@ -104,6 +104,10 @@ static int lie_setup(sv_run *r, void **state)
                  "18x18, 0 shrinks it to 14x14 (fewer operations)", &a->pad) < 0 ||
       sv_opt_int(r, "-blocks", 0, "residual blocks of two group convolutions (padding 2) after "
                  "it", &a->blocks) < 0 ||
+      sv_opt_bool(r, "-final_norm", 1, "LayerNorm and GELU after the last group convolution, "
+                  "before the invariant pooling (0: pool its raw output)", &a->final_norm) < 0 ||
+      sv_opt_bool(r, "-head_centre", 1, "data-dependent start: centre the head's first layer on "
+                  "the mean pooled features of the first -batch training images", &o.head_centre) < 0 ||
       sv_opt_int(r, "-head", 64, "width of the dense head's hidden layer", &a->head) < 0 ||
       sv_opt_int(r, "-cnn_channels", 0, "channels of the CNN baseline (0: channels x samples, "
                  "the same convolution sizes as the Lie-group network)", &a->cnn_channels) < 0 ||
@@ -714,6 +718,9 @@ static int lie_run(sv_run *r, void *state)
   }
   gsl_rng_set(rng, (unsigned long)mix64(sv_run_seed(r) ^ 0x494e4954ULL));
   if (lie_model_init(m, rng) < 0 || load_samples(r, o, m) < 0)
+    goto done;
+  if (!o->eval_only && o->head_centre &&
+      lie_model_center_head(m, train.n < o->batch ? train.n : o->batch, train.x) < 0)
     goto done;
   lie_model_describe(m, desc, sizeof desc);
   sv_log(r, "%s", desc);

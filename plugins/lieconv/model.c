@@ -85,7 +85,9 @@ static sv_node *build_features(lie_model *m)
       h = sv_gelu(sv_add(h, r));
     }
     h = sv_maxpool2d(h, 2);
-    h = ln_gelu(gconv(m, "final", h, 0, C, 0, 1, 0));
+    h = gconv(m, "final", h, 0, C, 0, 1, 0);
+    if (a->final_norm)
+      h = ln_gelu(h);
     int d3[3] = {SV_BATCH, C, a->samples * fs * fs};
     return sv_reshape(h, 3, d3);
   }
@@ -101,7 +103,9 @@ static sv_node *build_features(lie_model *m)
     h = sv_gelu(sv_add(h, r));
   }
   h = sv_maxpool2d(h, 2);
-  h = ln_gelu(cnn_conv(m, "cnn.final.W", h, C, C, 0));
+  h = cnn_conv(m, "cnn.final.W", h, C, C, 0);
+  if (a->final_norm)
+    h = ln_gelu(h);
   int d3[3] = {SV_BATCH, C, fs * fs};
   return sv_reshape(h, 3, d3);
 }
@@ -119,7 +123,8 @@ static int build(lie_model *m)
   int width = a->kind == LIE_MODEL_LIE ? a->channels : a->cnn_channels;
   int w1[2] = {width, a->head}, hs[1] = {a->head}, w2[2] = {a->head, LIE_NCLASSES},
       b2[1] = {LIE_NCLASSES};
-  sv_node *h = sv_matmul(pooled, param(m, "head.1.W", 2, w1));
+  m->pooled = pooled;
+  sv_node *h = sv_add(sv_matmul(pooled, param(m, "head.1.W", 2, w1)), param(m, "head.1.b", 1, hs));
   h = sv_layer_norm_affine(h, 1, LN_EPS, param(m, "head.ln.scale", 1, hs),
                            param(m, "head.ln.shift", 1, hs));
   h = sv_gelu(h);
@@ -182,7 +187,8 @@ lie_model *lie_model_new(const lie_arch *a, int train_batch, int global_batch, i
       goto fail;
     }
   }
-  m->eval = sv_compile(m->g, 1, &m->logits, eval_batch);
+  sv_node *eouts[2] = {m->logits, m->pooled};
+  m->eval = sv_compile(m->g, 2, eouts, eval_batch);
   if (!m->eval || sv_plan_bind(m->eval, m->x, m->ebuf) < 0 || bind_all(m, m->eval) < 0) {
     sv_fail_context("compiling the evaluation plan");
     goto fail;
@@ -258,7 +264,8 @@ int lie_model_init(lie_model *m, gsl_rng *rng)
   }
   int width = a->kind == LIE_MODEL_LIE ? a->channels : a->cnn_channels;
   double b1 = 1 / sqrt((double)width), b2 = 1 / sqrt((double)a->head);
-  if (fill(m->p, "head.1.W", -b1, b1, rng) < 0 || fill(m->p, "head.ln.scale", 1, 1, rng) < 0 ||
+  if (fill(m->p, "head.1.W", -b1, b1, rng) < 0 || fill(m->p, "head.1.b", 0, 0, rng) < 0 ||
+      fill(m->p, "head.ln.scale", 1, 1, rng) < 0 ||
       fill(m->p, "head.ln.shift", 0, 0, rng) < 0 || fill(m->p, "head.2.W", -b2, b2, rng) < 0 ||
       fill(m->p, "head.2.b", -b2, b2, rng) < 0)
     return -1;
@@ -310,6 +317,40 @@ int lie_model_logits(lie_model *m, int count, const double *x, double *logits)
     memcpy(logits + (size_t)at * LIE_NCLASSES, sv_plan_value(m->eval, m->logits),
            (size_t)k * LIE_NCLASSES * sizeof(double));
   }
+  return 0;
+}
+
+int lie_model_center_head(lie_model *m, int count, const double *x)
+{
+  int width = sv_dim(m->pooled, 1), H = m->a.head;
+  size_t img = (size_t)LIE_CANVAS * LIE_CANVAS;
+  double *mean = calloc((size_t)width, sizeof *mean);
+  if (!mean)
+    return sv_fail("model: out of memory");
+  int done = 0;
+  for (int at = 0; at < count; at += m->eval_batch) {
+    int k = count - at < m->eval_batch ? count - at : m->eval_batch;
+    memcpy(m->ebuf, x + (size_t)at * img, (size_t)k * img * sizeof(double));
+    if (sv_plan_run(m->eval) < 0) {
+      free(mean);
+      return sv_fail_context("centring the head");
+    }
+    const double *pv = sv_plan_value(m->eval, m->pooled);
+    for (int b = 0; b < k; b++)
+      for (int c = 0; c < width; c++)
+        mean[c] += pv[b * width + c];
+    done += k;
+  }
+  double *theta = sv_params_data(m->p);
+  const double *W = theta + sv_params_block_offset(m->p, sv_params_find(m->p, "head.1.W"));
+  double *bias = theta + sv_params_block_offset(m->p, sv_params_find(m->p, "head.1.b"));
+  for (int h = 0; h < H; h++) {
+    double s = 0;
+    for (int c = 0; c < width; c++)
+      s += mean[c] / done * W[c * H + h];
+    bias[h] = -s;
+  }
+  free(mean);
   return 0;
 }
 

@@ -16,7 +16,8 @@
  *   group conv 5x5 (no padding)      [B, C N, 5 or 3, ...]   set 0 -> set 1
  *   LayerNorm, GELU
  *   invariant pooling: max (or mean) over samples and space   [B, C]
- *   head: dense C -> H, LayerNorm (with scale and shift), GELU, dense H -> 10
+ *   head: dense C -> H (its bias centred on the first training images),
+ *         LayerNorm (with scale and shift), GELU, dense H -> 10
  *
  * Every size before a pooling is even, so a 90-degree rotation of the
  * input permutes pixels exactly all the way through.
@@ -38,7 +39,7 @@ typedef enum { LIE_POOL_MAX = 0, LIE_POOL_MEAN } lie_pool;
 typedef struct {
   lie_model_kind kind;
   lie_group group;
-  int channels, samples, pad, blocks, head, cnn_channels;
+  int channels, samples, pad, blocks, head, cnn_channels, final_norm;
   int kernel_width, kernel_layers;
   double omega, spd_var;
   lie_mask mask;
@@ -52,7 +53,7 @@ typedef struct {
   lie_arch a;
   sv_graph *g;
   sv_params *p;
-  sv_node *x, *y, *logits, *loss, *grad;
+  sv_node *x, *y, *logits, *loss, *grad, *pooled;
   lie_layer *layers;
   int nlayers;
   lie_samples *samples; /* NULL for the CNN */
@@ -71,6 +72,11 @@ lie_model *lie_model_new(const lie_arch *a, int train_batch, int global_batch, i
 void lie_model_free(lie_model *m);
 /* Initial parameters from rng. */
 int lie_model_init(lie_model *m, gsl_rng *rng);
+/* Data-dependent start of the head: its first layer's bias becomes minus
+   the mean over `count` images of (pooled features) W, so that the head's
+   LayerNorm sees the differences between images rather than the mean
+   response every image shares. */
+int lie_model_center_head(lie_model *m, int count, const double *x);
 /* After the samples changed: refill the layers' kernel coordinates. */
 int lie_model_refresh(lie_model *m);
 /* The training objective over m->xbuf / m->ybuf. */
