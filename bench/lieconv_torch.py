@@ -284,7 +284,7 @@ class Net(torch.nn.Module):
     def centre_head(self, x):
         """The C model's data-dependent start: head.1.b = -mean(pooled) W."""
         with torch.no_grad():
-            self.head1_b.copy_(-(self.pooled(x).mean(0) @ self.head1))
+            self.head1_b.copy_(-(self.features(x).mean(0) @ self.head1))
 
     def c_blocks(self):
         """(C block name, tensor, transpose) for every parameter, as model.c names them."""
@@ -354,6 +354,33 @@ def load_checkpoint(path, net):
         raise SystemExit("%s: %d blocks, the peer has %d" % (path, nb, used))
 
 
+def save_checkpoint(path, net):
+    """Write net as a C checkpoint (core/checkpoint.c, format 1), so that
+    `solver --plugin lieconv_affine.so -eval_only 1 -checkpoint FILE` can
+    evaluate it."""
+    names, arrays = [], []
+    for name, t, tr in net.c_blocks():
+        v = t.detach().double()
+        names.append(name)
+        arrays.append((v.t() if tr else v).contiguous().numpy().ravel())
+    count = sum(a.size for a in arrays)
+    out = bytearray(b"SVCKPT1\n")
+    out += struct.pack("<IIQI", 1, 8, count, len(names))
+    off = 0
+    for name, a in zip(names, arrays):
+        nb = name.encode()
+        out += struct.pack("<I", len(nb)) + nb + struct.pack("<QQ", off, a.size)
+        off += a.size
+    for a in arrays:
+        out += a.astype("<f8").tobytes()
+    h = 14695981039346656037
+    for b in bytes(out):
+        h = ((h ^ b) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    out += struct.pack("<Q", h)
+    with open(path, "wb") as f:
+        f.write(out)
+
+
 # ---------------------------------------------------------------- main
 
 def main():
@@ -379,6 +406,7 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--weight_decay", type=float, default=0.01)
+    ap.add_argument("--kernel_lr", type=float, default=1.0)
     ap.add_argument("--train_size", type=int, default=4000)
     ap.add_argument("--test_size", type=int, default=2000)
     ap.add_argument("--test_images")
@@ -390,6 +418,7 @@ def main():
     ap.add_argument("--check")
     ap.add_argument("--check_count", type=int, default=8)
     ap.add_argument("--rate_steps", type=int, default=0)
+    ap.add_argument("--save", help="write the trained parameters as a C checkpoint")
     a = ap.parse_args()
     if a.mask == "auto":
         a.mask = "smooth" if a.group == "gl2" else "hard"
@@ -434,7 +463,12 @@ def main():
         net.centre_head(X[:a.batch])
     per_epoch = a.train_size // a.batch
     steps = a.epochs * per_epoch
-    opt = torch.optim.AdamW(net.parameters(), lr=a.lr, weight_decay=a.weight_decay)
+    kern = [p for n, p in net.named_parameters() if ".net." in n]
+    rest = [p for n, p in net.named_parameters() if ".net." not in n]
+    groups = [{"params": rest, "lr": a.lr}]
+    if kern:
+        groups.append({"params": kern, "lr": a.lr * a.kernel_lr})
+    opt = torch.optim.AdamW(groups, lr=a.lr, weight_decay=a.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * t / steps)))
 
     def step(idx):
@@ -469,6 +503,8 @@ def main():
             tot += step(perm[k * a.batch:(k + 1) * a.batch])
         print("epoch %d loss %.6f (%.1f s)" % (e + 1, tot / per_epoch, time.perf_counter() - t0), flush=True)
     train_seconds = time.perf_counter() - t0
+    if a.save:
+        save_checkpoint(a.save, net)
     acc_c = (logits(Xt).argmax(1).numpy() == yt).mean()
     print("train_seconds %.6g" % train_seconds)
     print("images_per_second %.6g" % (steps * a.batch / train_seconds))

@@ -40,7 +40,7 @@ typedef struct {
   char samples_file[PATHLEN], checkpoint[PATHLEN];
   int resample, epochs, batch, train_size, val_size, test_size, eval_batch, eval_only, warmup;
   int write_affine, write_init, write_logits, head_centre;
-  double lr, lr_min, weight_decay;
+  double lr, lr_min, weight_decay, kernel_lr;
   lie_affine aff;
   int test_seed;
 } lie_opts;
@@ -138,6 +138,9 @@ static int lie_setup(sv_run *r, void **state)
       sv_opt_int(r, "-batch", 64, "minibatch size (over all ranks)", &o.batch) < 0 ||
       sv_opt_real(r, "-lr", 1e-3, "AdamW learning rate (one cosine over the run to -lr_min)", &o.lr) < 0 ||
       sv_opt_real(r, "-lr_min", 0, "final learning rate of the cosine schedule", &o.lr_min) < 0 ||
+      sv_opt_real(r, "-kernel_lr", 1, "learning-rate multiplier of the SIREN kernel networks "
+                  "(their sine layers turn a step of lr into a phase change of about "
+                  "lr x omega x width)", &o.kernel_lr) < 0 ||
       sv_opt_real(r, "-weight_decay", 0.01, "AdamW's decoupled weight decay (PyTorch's default), "
                   "on every parameter block", &o.weight_decay) < 0 ||
       sv_opt_int(r, "-warmup", 0, "linear learning-rate warm-up steps before the cosine",
@@ -164,6 +167,9 @@ static int lie_setup(sv_run *r, void **state)
                   &o.aff.scale_lo) < 0 ||
       sv_opt_real(r, "-test_scale_max", 1.2, "largest x and y scale of the affine sets",
                   &o.aff.scale_hi) < 0 ||
+      sv_opt_bool(r, "-test_translate", 1, "translate the generated affine sets (uniformly over "
+                  "the range that keeps the object inside the canvas); 0 keeps them centred",
+                  &o.aff.translate) < 0 ||
       sv_opt_int(r, "-test_seed", 2024, "seed of the generated affine test set (fixed: the same "
                  "set whatever --seed)", &o.test_seed) < 0 ||
       sv_opt_bool(r, "-write_affine", 0, "write the generated affine test set as IDX files "
@@ -181,7 +187,6 @@ static int lie_setup(sv_run *r, void **state)
                     "(its samples.txt is read from the same directory unless -samples_file)",
                     o.checkpoint, sizeof o.checkpoint) < 0)
     return -1;
-  o.aff.translate = 1;
 
   if (a->pad != 0 && a->pad != 2)
     return sv_fail("option -pad = %d: expected 0 or 2", a->pad);
@@ -202,6 +207,8 @@ static int lie_setup(sv_run *r, void **state)
     return sv_fail("option -spd_var = %g: must be >= 0", a->spd_var);
   if (!(o.lr > 0) || !isfinite(o.lr))
     return sv_fail("option -lr = %g: must be > 0", o.lr);
+  if (!(o.kernel_lr > 0) || !isfinite(o.kernel_lr))
+    return sv_fail("option -kernel_lr = %g: must be > 0", o.kernel_lr);
   if (!(o.weight_decay >= 0) || !isfinite(o.weight_decay))
     return sv_fail("option -weight_decay = %g: must be >= 0", o.weight_decay);
   if (o.warmup < 0)
@@ -761,6 +768,13 @@ static int lie_run(sv_run *r, void *state)
     sv_objective obj = lie_model_objective(m);
     obj.loss_grad = train_loss_grad;
     obj.ctx = &t;
+    if (o->kernel_lr != 1)
+      for (int i = 0; i < m->nlayers; i++) {
+        char pre[64];
+        snprintf(pre, sizeof pre, "%s.kernel.", m->layers[i].name);
+        if (sv_params_set_scales(m->p, pre, o->kernel_lr, 1) < 0)
+          goto done;
+      }
     sv_optim_opts oo;
     sv_optim_defaults(&oo, SV_OPTIM_ADAM);
     oo.stage = "adamw";

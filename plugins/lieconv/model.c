@@ -124,11 +124,18 @@ static int build(lie_model *m)
   int w1[2] = {width, a->head}, hs[1] = {a->head}, w2[2] = {a->head, LIE_NCLASSES},
       b2[1] = {LIE_NCLASSES};
   m->pooled = pooled;
-  sv_node *h = sv_add(sv_matmul(pooled, param(m, "head.1.W", 2, w1)), param(m, "head.1.b", 1, hs));
-  h = sv_layer_norm_affine(h, 1, LN_EPS, param(m, "head.ln.scale", 1, hs),
-                           param(m, "head.ln.shift", 1, hs));
-  h = sv_gelu(h);
-  m->logits = sv_add(sv_matmul(h, param(m, "head.2.W", 2, w2)), param(m, "head.2.b", 1, b2));
+  /* blocks declared one statement at a time: the order of the params
+     vector (and of checkpoints) must not depend on the compiler's order
+     of evaluating arguments */
+  sv_node *W1 = param(m, "head.1.W", 2, w1);
+  sv_node *B1 = param(m, "head.1.b", 1, hs);
+  sv_node *scale = param(m, "head.ln.scale", 1, hs);
+  sv_node *shift = param(m, "head.ln.shift", 1, hs);
+  sv_node *W2 = param(m, "head.2.W", 2, w2);
+  sv_node *B2 = param(m, "head.2.b", 1, b2);
+  sv_node *h = sv_add(sv_matmul(pooled, W1), B1);
+  h = sv_gelu(sv_layer_norm_affine(h, 1, LN_EPS, scale, shift));
+  m->logits = sv_add(sv_matmul(h, W2), B2);
   sv_node *xent = sv_softmax_xent(m->logits, m->y);
   m->loss = sv_scale(sv_sum(xent), 1.0 / m->global_batch);
   m->grad = sv_grad_params(m->loss, m->p);
