@@ -74,7 +74,7 @@ peer_opts() {
   "$PYTHON" - "$1" <<'PY'
 import json, sys
 o = json.load(open(sys.argv[1] + "/summary.json"))["options"]
-keys = ["model", "group", "channels", "samples", "pad", "blocks", "head", "cnn_channels",
+keys = ["model", "group", "channels", "samples", "mid", "pad", "blocks", "head", "cnn_channels",
         "kernel_width", "kernel_layers", "omega", "mask", "pool", "final_norm", "epochs", "batch",
         "lr", "kernel_lr", "weight_decay", "train_size", "test_size"]
 print(" ".join("--%s %s" % (k, o[k]) for k in keys if k in o))

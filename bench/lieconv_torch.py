@@ -218,7 +218,8 @@ class Net(torch.nn.Module):
         if a.model == "lie":
             mask = a.mask
             self.lift = GLayer(a.group, 1, C, g[0], None, mask, a, dtype)
-            self.mid = GLayer(a.group, C, C, g[0], g[0], mask, a, dtype)
+            if a.mid:
+                self.mid = GLayer(a.group, C, C, g[0], g[0], mask, a, dtype)
             self.blocks = torch.nn.ModuleList()
             for b in range(a.blocks):
                 self.blocks.append(torch.nn.ModuleList([
@@ -232,7 +233,8 @@ class Net(torch.nn.Module):
                 torch.nn.init.uniform_(w, -b, b)
                 return w
             self.lift_w = conv(1, C)
-            self.mid_w = conv(C, C)
+            if a.mid:
+                self.mid_w = conv(C, C)
             self.block_w = torch.nn.ParameterList()
             for b in range(a.blocks):
                 self.block_w.append(conv(C, C))
@@ -255,23 +257,23 @@ class Net(torch.nn.Module):
         a = self.a
         if a.model == "lie":
             h = ln_gelu(F.max_pool2d(self.lift(x, 0), 2))
-            h = ln_gelu(self.mid(h, a.pad))
             for c1, c2 in self.blocks:
                 r = ln_gelu(c1(h, 2))
                 r = ln_gelu(c2(r, 2))
                 h = F.gelu(h + r)
-            h = F.max_pool2d(h, 2)
+            if a.mid:
+                h = F.max_pool2d(ln_gelu(self.mid(h, a.pad)), 2)
             h = self.final(h, 0)
             if a.final_norm:
                 h = ln_gelu(h)
         else:
             h = ln_gelu(F.max_pool2d(F.conv2d(x, self.lift_w), 2))
-            h = ln_gelu(F.conv2d(h, self.mid_w, padding=a.pad))
             for b in range(a.blocks):
                 r = ln_gelu(F.conv2d(h, self.block_w[2 * b], padding=2))
                 r = ln_gelu(F.conv2d(r, self.block_w[2 * b + 1], padding=2))
                 h = F.gelu(h + r)
-            h = F.max_pool2d(h, 2)
+            if a.mid:
+                h = F.max_pool2d(ln_gelu(F.conv2d(h, self.mid_w, padding=a.pad)), 2)
             h = F.conv2d(h, self.final_w)
             if a.final_norm:
                 h = ln_gelu(h)
@@ -299,17 +301,19 @@ class Net(torch.nn.Module):
             out.append(("%s.kernel.out.b" % prefix, net.out.bias, False))
         if a.model == "lie":
             siren("lift", self.lift.net)
-            siren("mid", self.mid.net)
             for b, (c1, c2) in enumerate(self.blocks):
                 siren("block%d.conv1" % b, c1.net)
                 siren("block%d.conv2" % b, c2.net)
+            if a.mid:
+                siren("mid", self.mid.net)
             siren("final", self.final.net)
         else:
             out.append(("cnn.lift.W", self.lift_w, False))
-            out.append(("cnn.mid.W", self.mid_w, False))
             for b in range(a.blocks):
                 out.append(("cnn.block%d.conv1.W" % b, self.block_w[2 * b], False))
                 out.append(("cnn.block%d.conv2.W" % b, self.block_w[2 * b + 1], False))
+            if a.mid:
+                out.append(("cnn.mid.W", self.mid_w, False))
             out.append(("cnn.final.W", self.final_w, False))
         out.append(("head.1.W", self.head1, False))
         out.append(("head.1.b", self.head1_b, False))
@@ -391,6 +395,7 @@ def main():
     ap.add_argument("--group", default="sl2", choices=["so2", "sl2", "gl2"])
     ap.add_argument("--channels", type=int, default=16)
     ap.add_argument("--samples", type=int, default=8)
+    ap.add_argument("--mid", type=int, default=0)
     ap.add_argument("--pad", type=int, default=2, choices=[0, 2])
     ap.add_argument("--blocks", type=int, default=0)
     ap.add_argument("--head", type=int, default=64)

@@ -100,10 +100,13 @@ static int lie_setup(sv_run *r, void **state)
       sv_opt_int(r, "-samples", 8, "group samples N per set (rotations on the grid 2 pi k / N; "
                  "N divisible by 4 makes so2 exactly equivariant to 90-degree rotations)",
                  &a->samples) < 0 ||
-      sv_opt_int(r, "-pad", 2, "zero padding of the group convolution after the lift: 2 keeps "
-                 "18x18, 0 shrinks it to 14x14 (fewer operations)", &a->pad) < 0 ||
-      sv_opt_int(r, "-blocks", 0, "residual blocks of two group convolutions (padding 2) after "
-                 "it", &a->blocks) < 0 ||
+      sv_opt_int(r, "-blocks", 0, "residual blocks of two group convolutions (5x5, padding 2) "
+                 "on the 18x18 maps after the lift", &a->blocks) < 0 ||
+      sv_opt_bool(r, "-mid", 0, "a group convolution and a second 2x2 max-pool before the last "
+                  "one (final maps 5x5 or 3x3 instead of 14x14: coarser, less robust to "
+                  "translation)", &a->mid) < 0 ||
+      sv_opt_int(r, "-pad", 2, "zero padding of the -mid group convolution: 2 (9x9 after the "
+                 "pool, final 5x5) or 0 (7x7, final 3x3)", &a->pad) < 0 ||
       sv_opt_bool(r, "-final_norm", 1, "LayerNorm and GELU after the last group convolution, "
                   "before the invariant pooling (0: pool its raw output)", &a->final_norm) < 0 ||
       sv_opt_bool(r, "-head_centre", 1, "data-dependent start: centre the head's first layer on "

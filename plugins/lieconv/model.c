@@ -60,53 +60,43 @@ static sv_node *gconv(lie_model *m, const char *name, sv_node *x, int lift, int 
 /* The spatial size after the layers of the skeleton (model.h). */
 int lie_arch_final_size(const lie_arch *a)
 {
-  int s = (LIE_CANVAS - 4) / 2;   /* lift, pool */
-  s = (s + 2 * a->pad - 4) / 2;   /* mid, pool */
-  return s - 4;                   /* final */
+  int s = (LIE_CANVAS - 4) / 2;       /* lift, pool: 18 */
+  if (a->mid)
+    s = (s + 2 * a->pad - 4) / 2;     /* mid, pool: 9 or 7 */
+  return s - 4;                       /* final: 14, 5 or 3 */
 }
 
-/* Features before invariant pooling: [B, C, rest]. */
+/* Features before invariant pooling: [B, C, rest]. The Lie-group and the
+   CNN skeletons are the same, layer for layer. */
 static sv_node *build_features(lie_model *m)
 {
   const lie_arch *a = &m->a;
-  char nm[32];
+  int lie = a->kind == LIE_MODEL_LIE, C = lie ? a->channels : a->cnn_channels;
   sv_node *h;
-  int fs = lie_arch_final_size(a);
-  if (a->kind == LIE_MODEL_LIE) {
-    int C = a->channels;
-    h = gconv(m, "lift", m->x, 1, 1, 0, 0, 0);
-    h = ln_gelu(sv_maxpool2d(h, 2));
-    h = ln_gelu(gconv(m, "mid", h, 0, C, 0, 0, a->pad));
-    for (int b = 0; b < a->blocks; b++) {
-      snprintf(nm, sizeof nm, "block%d.conv1", b);
-      sv_node *r = ln_gelu(gconv(m, nm, h, 0, C, 0, 0, 2));
-      snprintf(nm, sizeof nm, "block%d.conv2", b);
-      r = ln_gelu(gconv(m, nm, r, 0, C, 0, 0, 2));
-      h = sv_gelu(sv_add(h, r));
-    }
-    h = sv_maxpool2d(h, 2);
-    h = gconv(m, "final", h, 0, C, 0, 1, 0);
-    if (a->final_norm)
-      h = ln_gelu(h);
-    int d3[3] = {SV_BATCH, C, a->samples * fs * fs};
-    return sv_reshape(h, 3, d3);
-  }
-  int C = a->cnn_channels;
-  h = cnn_conv(m, "cnn.lift.W", m->x, 1, C, 0);
+#define CONV(name, x, lift, set_out, pad)                                          \
+  (lie ? gconv(m, name, x, lift, lift ? 1 : C, 0, set_out, pad)                    \
+       : cnn_conv(m, "cnn." name ".W", x, lift ? 1 : C, C, pad))
+  h = CONV("lift", m->x, 1, 0, 0);
   h = ln_gelu(sv_maxpool2d(h, 2));
-  h = ln_gelu(cnn_conv(m, "cnn.mid.W", h, C, C, a->pad));
   for (int b = 0; b < a->blocks; b++) {
-    snprintf(nm, sizeof nm, "cnn.block%d.conv1.W", b);
-    sv_node *r = ln_gelu(cnn_conv(m, nm, h, C, C, 2));
-    snprintf(nm, sizeof nm, "cnn.block%d.conv2.W", b);
-    r = ln_gelu(cnn_conv(m, nm, r, C, C, 2));
-    h = sv_gelu(sv_add(h, r));
+    char n1[32], n2[32];
+    snprintf(n1, sizeof n1, "%sblock%d.conv1%s", lie ? "" : "cnn.", b, lie ? "" : ".W");
+    snprintf(n2, sizeof n2, "%sblock%d.conv2%s", lie ? "" : "cnn.", b, lie ? "" : ".W");
+    sv_node *r = lie ? gconv(m, n1, h, 0, C, 0, 0, 2) : cnn_conv(m, n1, h, C, C, 2);
+    r = ln_gelu(r);
+    r = lie ? gconv(m, n2, r, 0, C, 0, 0, 2) : cnn_conv(m, n2, r, C, C, 2);
+    h = sv_gelu(sv_add(h, ln_gelu(r)));
   }
-  h = sv_maxpool2d(h, 2);
-  h = cnn_conv(m, "cnn.final.W", h, C, C, 0);
+  if (a->mid) {
+    h = ln_gelu(CONV("mid", h, 0, 0, a->pad));
+    h = sv_maxpool2d(h, 2);
+  }
+  h = CONV("final", h, 0, 1, 0);
+#undef CONV
   if (a->final_norm)
     h = ln_gelu(h);
-  int d3[3] = {SV_BATCH, C, fs * fs};
+  int fs = lie_arch_final_size(a);
+  int d3[3] = {SV_BATCH, C, (lie ? a->samples : 1) * fs * fs};
   return sv_reshape(h, 3, d3);
 }
 
@@ -258,7 +248,7 @@ int lie_model_init(lie_model *m, gsl_rng *rng)
     int C = a->cnn_channels;
     double bnd = 1 / sqrt(25.0 * C);
     if (fill(m->p, "cnn.lift.W", -1 / 5.0, 1 / 5.0, rng) < 0 ||
-        fill(m->p, "cnn.mid.W", -bnd, bnd, rng) < 0)
+        (a->mid && fill(m->p, "cnn.mid.W", -bnd, bnd, rng) < 0))
       return -1;
     for (int b = 0; b < a->blocks; b++)
       for (int c = 1; c <= 2; c++) {
@@ -370,13 +360,15 @@ void lie_model_describe(const lie_model *m, char *buf, size_t size)
 {
   const lie_arch *a = &m->a;
   if (a->kind == LIE_MODEL_LIE)
-    snprintf(buf, size, "Lie-group network over R^2 x| %s: %d channels x %d samples, padding %d, "
-             "%d residual block(s), SIREN kernels %d x %d (w0 %g), %s pooling, head %d; %zu "
+    snprintf(buf, size, "Lie-group network over R^2 x| %s: %d channels x %d samples, %d residual "
+             "block(s), %s, final %dx%d, SIREN kernels %d x %d (w0 %g), %s pooling, head %d; %zu "
              "parameters", a->group == LIE_GL2 ? "GL+(2)" : a->group == LIE_SL2 ? "SL(2)" : "SO(2)",
-             a->channels, a->samples, a->pad, a->blocks, a->kernel_layers, a->kernel_width, a->omega,
+             a->channels, a->samples, a->blocks, a->mid ? (a->pad ? "mid conv (padding 2) + pool" : "mid conv + pool") : "no mid conv",
+             lie_arch_final_size(a), lie_arch_final_size(a), a->kernel_layers, a->kernel_width, a->omega,
              a->pool == LIE_POOL_MAX ? "max" : "mean", a->head, sv_params_count(m->p));
   else
-    snprintf(buf, size, "CNN: %d channels, padding %d, %d residual block(s), global %s pooling, "
-             "head %d; %zu parameters", a->cnn_channels, a->pad, a->blocks, a->pool == LIE_POOL_MAX ? "max" : "mean",
+    snprintf(buf, size, "CNN: %d channels, %d residual block(s), %s, final %dx%d, global %s "
+             "pooling, head %d; %zu parameters", a->cnn_channels, a->blocks,
+             a->mid ? "mid conv + pool" : "no mid conv", lie_arch_final_size(a), lie_arch_final_size(a), a->pool == LIE_POOL_MAX ? "max" : "mean",
              a->head, sv_params_count(m->p));
 }

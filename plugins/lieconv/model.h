@@ -8,13 +8,12 @@
  *
  *   lift 5x5 (no padding)            [B, C N, 36, 36]   outputs on set 0
  *   2x2 max-pool, LayerNorm, GELU    [B, C N, 18, 18]
- *   group conv 5x5, padding `pad`, LayerNorm, GELU      set 0 -> set 0
- *                                    [B, C N, 18 or 14, ...] (pad 2 or 0)
  *   residual blocks (`blocks`):      x <- GELU(x + GELU(LN(gconv(GELU(LN(gconv(x)))))))
  *                                    5x5, padding 2, set 0 -> set 0
- *   2x2 max-pool                     [B, C N, 9 or 7, ...]
- *   group conv 5x5 (no padding)      [B, C N, 5 or 3, ...]   set 0 -> set 1
- *   LayerNorm, GELU
+ *   with `mid`: group conv 5x5 (padding `pad`), LN, GELU, 2x2 max-pool
+ *                                    [B, C N, 9 or 7, ...] (pad 2 or 0)
+ *   group conv 5x5 (no padding)      [B, C N, 14 (5, 3), ...]   set 0 -> set 1
+ *   LayerNorm, GELU (`final_norm`)
  *   invariant pooling: max (or mean) over samples and space   [B, C]
  *   head: dense C -> H (its bias centred on the first training images),
  *         LayerNorm (with scale and shift), GELU, dense H -> 10
@@ -39,7 +38,7 @@ typedef enum { LIE_POOL_MAX = 0, LIE_POOL_MEAN } lie_pool;
 typedef struct {
   lie_model_kind kind;
   lie_group group;
-  int channels, samples, pad, blocks, head, cnn_channels, final_norm;
+  int channels, samples, blocks, mid, pad, head, cnn_channels, final_norm;
   int kernel_width, kernel_layers;
   double omega, spd_var;
   lie_mask mask;
