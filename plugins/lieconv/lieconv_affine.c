@@ -86,6 +86,7 @@ static int lie_setup(sv_run *r, void **state)
   static const char *const masks[] = {"auto", "hard", "smooth"};
   static const char *const pools[] = {"max", "mean"};
   int model = 0, mask = 0, pool = 0;
+  double rot_deg = 180;
   if (sv_opt_string(r, "-group", "sl2", "the linear part G of R^2 x| G: sl2 (SL(2, R): "
                     "rotations, shears and anisotropic scalings of determinant 1), gl2 "
                     "(GL+(2, R): also isotropic scaling), so2 (rotations only)",
@@ -118,6 +119,9 @@ static int lie_setup(sv_run *r, void **state)
       sv_opt_int(r, "-kernel_layers", 3, "sine layers of the SIREN kernel network",
                  &a->kernel_layers) < 0 ||
       sv_opt_real(r, "-omega", 10, "SIREN frequency omega_0 of every sine layer", &a->omega) < 0 ||
+      sv_opt_real(r, "-rot_range", 180, "rotation samples: 180 is the full circle (2 pi k / N); "
+                  "R < 180 spreads them evenly over [-R, R] degrees (partial equivariance)",
+                  &rot_deg) < 0 ||
       sv_opt_real(r, "-spd_var", 0.1, "variance of the log-normal positive-definite part: X has "
                   "N(0, spd_var) coordinates in an orthonormal basis, P = exp(X/2)",
                   &a->spd_var) < 0)
@@ -206,6 +210,9 @@ static int lie_setup(sv_run *r, void **state)
     return -1;
   if (!(a->omega > 0) || !isfinite(a->omega))
     return sv_fail("option -omega = %g: must be > 0", a->omega);
+  if (!(rot_deg > 0 && rot_deg <= 180))
+    return sv_fail("option -rot_range = %g: must be in (0, 180] degrees", rot_deg);
+  a->rot_range = rot_deg >= 180 ? LIE_PI : rot_deg * LIE_PI / 180;
   if (!(a->spd_var >= 0) || !isfinite(a->spd_var))
     return sv_fail("option -spd_var = %g: must be >= 0", a->spd_var);
   if (!(o.lr > 0) || !isfinite(o.lr))
@@ -234,9 +241,10 @@ static int lie_setup(sv_run *r, void **state)
     return sv_fail("option -checkpoint is only read with -eval_only 1");
   if (a->kind == LIE_MODEL_CNN && a->cnn_channels == 0)
     a->cnn_channels = a->channels * a->samples;
-  if (a->kind == LIE_MODEL_LIE && a->group == LIE_SO2 && a->samples % 4)
-    sv_warn(r, "-group so2 -samples %d: with a sample count that is not a multiple of 4 the "
-            "network is not exactly equivariant to 90-degree rotations", a->samples);
+  if (a->kind == LIE_MODEL_LIE && a->group == LIE_SO2 && (a->samples % 4 || rot_deg < 180))
+    sv_warn(r, "-group so2 -samples %d -rot_range %g: without the full circle of a multiple of 4 "
+            "rotations the network is not exactly equivariant to 90-degree rotations", a->samples,
+            rot_deg);
   if (a->kind == LIE_MODEL_LIE && o.resample && a->group == LIE_SO2)
     sv_warn(r, "-resample 1 with -group so2 changes nothing: the rotations are a fixed grid");
   int share = o.batch / sv_run_size(r);

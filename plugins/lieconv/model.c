@@ -170,6 +170,9 @@ lie_model *lie_model_new(const lie_arch *a, int train_batch, int global_batch, i
     m->samples = lie_samples_new(a->group, LIE_NSETS, a->samples, a->spd_var);
     if (!m->samples)
       goto fail;
+    m->samples->rot_range = a->rot_range > 0 ? a->rot_range : LIE_PI;
+    for (int i = 0; i < LIE_NSETS * a->samples; i++)
+      m->samples->theta[i] = lie_grid_angle(m->samples, i % a->samples);
   }
   if (build(m) < 0)
     goto fail;

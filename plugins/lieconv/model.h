@@ -40,7 +40,7 @@ typedef struct {
   lie_group group;
   int channels, samples, blocks, mid, pad, head, cnn_channels, final_norm;
   int kernel_width, kernel_layers;
-  double omega, spd_var;
+  double omega, spd_var, rot_range; /* rot_range in radians */
   lie_mask mask;
   lie_pool pool;
 } lie_arch;

@@ -30,11 +30,21 @@ lie_samples *lie_samples_new(lie_group group, int nsets, int n, double spd_var)
   s->nsets = nsets;
   s->n = n;
   s->spd_var = spd_var;
+  s->rot_range = LIE_PI;
   for (int i = 0; i < nsets * n; i++) {
-    s->theta[i] = 2 * LIE_PI * (i % n) / n;
+    s->theta[i] = lie_grid_angle(s, i % n);
     s->P[i] = (sym2){1, 0, 1};
   }
   return s;
+}
+
+double lie_grid_angle(const lie_samples *s, int i)
+{
+  if (s->rot_range >= LIE_PI)
+    return 2 * LIE_PI * i / s->n;
+  /* [-R, R] with both ends (a single sample: 0), as an angle in [0, 2 pi) */
+  double t = s->n > 1 ? s->rot_range * (2.0 * i / (s->n - 1) - 1) : 0.0;
+  return t < 0 ? t + 2 * LIE_PI : t;
 }
 
 void lie_samples_free(lie_samples *s)
@@ -49,8 +59,10 @@ void lie_samples_free(lie_samples *s)
 lie_samples *lie_samples_clone(const lie_samples *s)
 {
   lie_samples *c = lie_samples_new(s->group, s->nsets, s->n, s->spd_var);
-  if (c)
+  if (c) {
+    c->rot_range = s->rot_range;
     lie_samples_copy(c, s);
+  }
   return c;
 }
 
@@ -71,7 +83,7 @@ void lie_samples_draw(lie_samples *s, gsl_rng *rng)
   for (int k = 0; k < s->nsets; k++)
     for (int i = 0; i < s->n; i++) {
       int at = k * s->n + i;
-      s->theta[at] = 2 * LIE_PI * i / s->n;
+      s->theta[at] = lie_grid_angle(s, i);
       sym2 X = {0, 0, 0};
       if (s->group == LIE_SL2) {
         /* basis diag(1, -1)/sqrt2, [[0, 1], [1, 0]]/sqrt2 */
