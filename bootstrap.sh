@@ -13,7 +13,7 @@ cd "$(dirname "$0")"
 # /usr/share/datasets/fashion-mnist) for the learned benchmarks, so nothing
 # is downloaded; python3-torch for the PyTorch peers of bench/.
 packages="make gcc autoconf automake libtool pkg-config libgsl-dev
-libpetsc-real-dev libopenblas-dev liblapacke-dev libfftw3-dev zlib1g-dev
+libpetsc-real-dev libopenblas-dev liblapacke-dev libfftw3-dev zlib1g-dev libsleef-dev
 check gnuplot-nox dataset-fashion-mnist python3-torch python3-numpy"
 
 missing=

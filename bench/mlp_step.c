@@ -33,6 +33,7 @@
 
 typedef struct {
   int steps, repeats, points, width, depth;
+  int reverse; /* -reverse: u'' by two sv_grad (reverse over reverse) instead of Taylor mode */
   const char *dump; /* write params, loss and gradient here (for the torch cross-check) */
 } bench_opts;
 
@@ -57,6 +58,10 @@ static int parse_args(int argc, char **argv, bench_opts *o)
       o->dump = argv[++i];
       continue;
     }
+    if (strcmp(argv[i], "-reverse") == 0) {
+      o->reverse = 1;
+      continue;
+    }
     if (strcmp(argv[i], "-steps") == 0) dst = &o->steps;
     else if (strcmp(argv[i], "-repeats") == 0) dst = &o->repeats;
     else if (strcmp(argv[i], "-points") == 0) dst = &o->points;
@@ -65,7 +70,7 @@ static int parse_args(int argc, char **argv, bench_opts *o)
     if (!dst || i + 1 >= argc) {
       fprintf(stderr, "mlp_step: unknown option or missing value: %s\n"
               "usage: mlp_step [-steps N] [-repeats R] [-points B] [-width W] [-depth D]"
-              " [-dump FILE]\n",
+              " [-reverse] [-dump FILE]\n",
               argv[i]);
       return -1;
     }
@@ -114,7 +119,7 @@ static int dump(const char *path, sv_params *p, double loss, const double *grad)
 
 int main(int argc, char **argv)
 {
-  bench_opts o = {2000, 5, 128, 32, 4, NULL};
+  bench_opts o = {2000, 5, 128, 32, 4, 0, NULL};
   if (parse_args(argc, argv, &o) < 0)
     return 2;
 
@@ -129,9 +134,19 @@ int main(int argc, char **argv)
 
   int xd[2] = {SV_BATCH, 1};
   sv_node *x = sv_input(g, "x", 2, xd);
-  sv_node *u = sv_mlp(p, "net", x, o.width, o.depth, 1, SV_ACT_TANH);
-  sv_node *du = sv_grad(u, x);
-  sv_node *d2u = sv_grad(du, x);
+  sv_node *u, *d2u;
+  if (o.reverse) {
+    u = sv_mlp(p, "net", x, o.width, o.depth, 1, SV_ACT_TANH);
+    d2u = sv_grad(sv_grad(u, x), x);
+  } else {
+    sv_jet jet;
+    if (sv_mlp_jet(p, NULL, "net", x, o.width, o.depth, 1, SV_ACT_TANH, 2, &jet) < 0) {
+      fprintf(stderr, "mlp_step: %s\n", sv_errmsg());
+      return 1;
+    }
+    u = jet.u;
+    d2u = jet.d2u[0];
+  }
   sv_node *loss = sv_mean(sv_square(sv_add(d2u, u)));
   sv_node *gp = sv_grad_params(loss, p);
   if (!gp) {

@@ -34,7 +34,11 @@ static sv_node *rule(sv_node *n, int i, sv_node *G)
   return n->op->vjp(n, i, G);
 }
 
-int sv_vjp(sv_node *y, sv_node *seed, int nx, sv_node *const *x, sv_node **out)
+/* The reverse sweep. With `partial`, the targets are taken as independent
+   variables: no adjoint flows from a target into what it is computed from
+   (a partial derivative; rules written as a composite of ops need this when
+   one of their inputs depends on another). */
+static int vjp_sweep(sv_node *y, sv_node *seed, int nx, sv_node *const *x, sv_node **out, int partial)
 {
   if (!y)
     return sv_fail("vjp: no output node (an earlier op failed: %s)", "see sv_graph_error");
@@ -60,17 +64,17 @@ int sv_vjp(sv_node *y, sv_node *seed, int nx, sv_node *const *x, sv_node **out)
   /* dep[i]: node i depends on some target */
   for (int k = 0; k < nx; k++)
     if (x[k]->id < n0)
-      dep[x[k]->id] = 1;
+      dep[x[k]->id] = 2; /* 2: a target */
   for (int i = 0; i < n0; i++) {
     sv_node *n = g->nodes[i];
     for (int j = 0; j < n->nin && !dep[i]; j++)
-      dep[i] = dep[n->in[j]->id];
+      dep[i] = dep[n->in[j]->id] != 0;
   }
   if (dep[y->id])
     adj[y->id] = seed;
   for (int i = y->id; i >= 0; i--) {
     sv_node *n = g->nodes[i], *G = adj[i];
-    if (!G || n->nin == 0)
+    if (!G || n->nin == 0 || (partial && dep[i] == 2))
       continue;
     for (int j = 0; j < n->nin; j++) {
       sv_node *in = n->in[j];
@@ -89,6 +93,16 @@ int sv_vjp(sv_node *y, sv_node *seed, int nx, sv_node *const *x, sv_node **out)
   if (g->error)
     return sv_fail("vjp: %s", g->error);
   return 0;
+}
+
+int sv_vjp(sv_node *y, sv_node *seed, int nx, sv_node *const *x, sv_node **out)
+{
+  return vjp_sweep(y, seed, nx, x, out, 0);
+}
+
+int sv__vjp_partial(sv_node *y, sv_node *seed, int nx, sv_node *const *x, sv_node **out)
+{
+  return vjp_sweep(y, seed, nx, x, out, 1);
 }
 
 sv_node *sv_grad(sv_node *y, sv_node *x)

@@ -72,6 +72,24 @@ SV_HIDDEN int sv__mixes_rows(const sv_node *n);
 /* The node of params block b in graph g (the graph's existing one, or a new
    leaf): one node per block and graph. */
 SV_HIDDEN sv_node *sv__param_node(sv_graph *g, sv_params *p, int b);
+/* A jet layer's activation: the stack S [..., 1 + order ndir, w] with the
+   bias b [w] added to its value row, through act (ops/jet.c). */
+SV_HIDDEN sv_node *sv__jet_act(sv_node *S, sv_node *b, sv_activation act, int ndir, int order);
+/* y[i] = f(x[i]) for n values (x == y allowed), vectorised with SLEEF where
+   the CPU allows (vmath.c); the implementation's name for logs. */
+SV_HIDDEN void sv__vtanh(const double *x, double *y, size_t n);
+SV_HIDDEN void sv__vexp(const double *x, double *y, size_t n);
+SV_HIDDEN void sv__vsin(const double *x, double *y, size_t n);
+SV_HIDDEN void sv__vcos(const double *x, double *y, size_t n);
+SV_HIDDEN const char *sv__vmath_name(void);
+/* The Jacobian of a batched residual y ([B] or [B,1], rows independent)
+   with respect to every block of p, as one [B, n] node; NULL when a use of
+   a parameter has no per-row rule (jacobian_rows.c). */
+SV_HIDDEN sv_node *sv__jacobian_rows(sv_node *y, sv_params *p);
+/* Whether an lsq objective computes its Jacobian rows in one batched pass
+   (on = 1) or one batch-1 pass per row (on = 0); on = -1 only asks. A
+   graph without per-row rules always goes row by row. For tests. */
+SV_HIDDEN int sv__lsq_batched_jacobian(sv_lsq *l, int on);
 /* Freeze a params vector (allocate its data); 0 or -1. */
 SV_HIDDEN int sv__params_freeze(sv_params *p);
 

@@ -4,15 +4,15 @@
  *   loss = sum_k w_k * sum_rows res_k^2 / rows_global
  *
  * Loss and gradient come from one plan compiled for this rank's rows. The
- * exact Jacobian for Gauss-Newton comes from a second plan of the SAME graph
- * compiled for batch 1: because every row of a residual depends only on the
- * same row of the inputs, d res_k[i] / d theta is the parameter gradient of
- * the batch-1 graph fed with row i. That is one small backward pass per
- * row instead of one full backward pass per row, and the rows come out
- * bit-identical however the points are split over ranks.
+ * exact Jacobian for Gauss-Newton: every row of a residual depends only on
+ * the same row of the inputs, so d res_k[i] / d theta is what one backward
+ * pass gives for row i alone. When every parameter enters through ops with
+ * a per-row rule (dense and jet layers), one batched plan computes all rows
+ * at once (jacobian_rows.c: the weight-gradient products kept per row
+ * instead of summed over the batch). Otherwise a plan of the SAME graph
+ * compiled for batch 1 runs once per row.
  */
 #include "internal.h"
-#include "plan.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -26,7 +26,10 @@ struct sv_lsq {
   sv_node *wnode, *loss, *grad;
   double *w, *last_part;
   sv_plan *plan;   /* batch = rows: loss, grad, parts */
-  sv_plan *plan1;  /* batch = 1: res_k, jac_k */
+  sv_plan *plan1;  /* batch = 1: res_k, jac_k (row by row) */
+  sv_node **jrows; /* [B, n] Jacobian of res_k, all rows at once (or NULL) */
+  sv_plan *planj;  /* batch = rows: res_k, jrows_k (NULL: row by row) */
+  int use_planj;
   int ninputs;
   sv_node **inputs;
   const double **data; /* bound by the caller */
@@ -62,6 +65,8 @@ void sv_lsq_free(sv_lsq *l)
     return;
   sv_plan_free(l->plan);
   sv_plan_free(l->plan1);
+  sv_plan_free(l->planj);
+  free(l->jrows);
   if (l->row)
     for (int i = 0; i < l->ninputs; i++)
       free(l->row[i]);
@@ -151,9 +156,32 @@ sv_lsq *sv_lsq_new(sv_graph *g, sv_params *p, int nres, sv_node *const *res, int
     outs[2 * k + 1] = l->jac[k];
   }
   l->plan1 = l->plan ? sv_compile(g, 2 * nres, outs, 1) : NULL;
-  free(outs);
-  if (!l->plan || !l->plan1)
+  if (!l->plan || !l->plan1) {
+    free(outs);
     goto fail;
+  }
+  /* all rows in one pass, where the graph allows it */
+  l->jrows = calloc((size_t)nres, sizeof *l->jrows);
+  if (!l->jrows) {
+    free(outs);
+    goto oom;
+  }
+  int batched = 1;
+  for (int k = 0; k < nres && batched; k++)
+    batched = (l->jrows[k] = sv__jacobian_rows(res[k], p)) != NULL;
+  if (batched) {
+    for (int k = 0; k < nres; k++) {
+      outs[2 * k] = res[k];
+      outs[2 * k + 1] = l->jrows[k];
+    }
+    l->planj = sv_compile(g, 2 * nres, outs, rows);
+    if (!l->planj) {
+      free(outs);
+      goto fail;
+    }
+    l->use_planj = 1;
+  }
+  free(outs);
 
   /* every input of the graph can be bound; the weights are bound here */
   for (int i = 0; i < g->n; i++)
@@ -193,7 +221,7 @@ int sv_lsq_bind(sv_lsq *l, sv_node *input, const double *data)
   if (k == l->ninputs)
     return sv_fail("lsq bind: '%s' is not an input of this graph", input->name ? input->name : "?");
   l->data[k] = data;
-  if (sv_plan_bind(l->plan, input, data) < 0)
+  if (sv_plan_bind(l->plan, input, data) < 0 || (l->planj && sv_plan_bind(l->planj, input, data) < 0))
     return -1;
   if (sv__shape_is_batched(&input->shape)) {
     if (!l->row[k]) {
@@ -244,11 +272,45 @@ static int lsq_loss_grad(void *ctx, const double *theta, double *loss, double *g
   return 0;
 }
 
+/* All rows from the batched plan. */
+static int residuals_batched(sv_lsq *l, double *r, double *J)
+{
+  size_t n = l->p->count;
+  if (sv_plan_run(l->planj) < 0)
+    return -1;
+  for (int k = 0; k < l->nres; k++) {
+    double s = sqrt(l->w[k] / l->rows_global);
+    const double *rv = sv_plan_value(l->planj, l->res[k]), *jv = sv_plan_value(l->planj, l->jrows[k]);
+    for (int i = 0; i < l->rows; i++) {
+      size_t m = (size_t)k * (size_t)l->rows + (size_t)i;
+      r[m] = s * rv[i];
+      if (J) {
+        const double *jr = jv + (size_t)i * n;
+        double *dst = J + m * n;
+        for (size_t j = 0; j < n; j++)
+          dst[j] = s * jr[j];
+      }
+    }
+  }
+  return 0;
+}
+
+int sv__lsq_batched_jacobian(sv_lsq *l, int on)
+{
+  if (!l)
+    return 0;
+  if (on >= 0)
+    l->use_planj = on && l->planj;
+  return l->use_planj;
+}
+
 static int lsq_residuals(void *ctx, const double *theta, double *r, double *J)
 {
   sv_lsq *l = ctx;
   size_t n = l->p->count;
   use_theta(l, theta);
+  if (l->use_planj)
+    return residuals_batched(l, r, J);
   for (int i = 0; i < l->rows; i++) {
     for (int k = 0; k < l->ninputs; k++) {
       if (!l->row[k])

@@ -1,7 +1,9 @@
 /*
  * nn.c -- dense layers and MLPs as graph builders over a params vector, at
  * its own values (sv_dense, sv_mlp) or at a node laid out like it
- * (sv_dense_at, sv_mlp_at: functional parameters, see params_view.c).
+ * (sv_dense_at, sv_mlp_at: functional parameters, see params_view.c), and
+ * the same MLP in Taylor mode (sv_mlp_jet: its input derivatives pushed
+ * forward with it, see ops/jet.c).
  */
 #include "internal.h"
 
@@ -143,4 +145,81 @@ sv_node *sv_mlp_at(sv_params *p, sv_node *theta, const char *name, sv_node *x, i
   }
   snprintf(ln, sizeof ln, "%s.out", name);
   return sv_dense_at(p, theta, ln, h, nout, SV_ACT_NONE);
+}
+
+/*
+ * Taylor mode. The input x [B, d] becomes the stack [B, J, d], J = 1 +
+ * order d: the value row x, the tangent rows e_k (dx/dx_k), and zero
+ * second-derivative rows. Each layer is then one matrix product of the
+ * whole stack ([B J, nin] x W: the derivatives of x W are x' W and x'' W)
+ * and one fused jet activation that adds the bias to the value row.
+ */
+static sv_node *input_stack(sv_node *x, int d, int order)
+{
+  sv_graph *g = x->g;
+  int B = x->shape.d[0];
+  double eye[SV_JET_MAX_DIRS * SV_JET_MAX_DIRS] = {0};
+  for (int k = 0; k < d; k++)
+    eye[k * d + k] = 1.0;
+  int dd[2] = {d, d}, vs[3] = {B, 1, d}, ts[3] = {B, d, d};
+  sv_node *parts[3];
+  parts[0] = sv_reshape(x, 3, vs);
+  parts[1] = sv_broadcast_to(sv_constant(g, 2, dd, eye), 3, ts);
+  parts[2] = sv_broadcast_to(sv_scalar(g, 0.0), 3, ts);
+  return sv_concat(order == 2 ? 3 : 2, parts, 1);
+}
+
+int sv_mlp_jet(sv_params *p, sv_node *theta, const char *name, sv_node *x, int width, int depth,
+               int nout, sv_activation act, int order, sv_jet *out)
+{
+  if (!out)
+    return sv_fail("mlp_jet '%s': no output", name);
+  memset(out, 0, sizeof *out);
+  if (!x)
+    return sv_fail("mlp_jet '%s': no input (an earlier op failed)", name);
+  sv_graph *g = x->g;
+  if (g->error)
+    return sv_fail("mlp_jet '%s': the graph has an error: %s", name, g->error);
+  int d = x->shape.ndim == 2 ? x->shape.d[1] : 0;
+  if (x->shape.ndim != 2 || d > SV_JET_MAX_DIRS)
+    return sv_fail("mlp_jet '%s': the input must be [rows, d] with d <= %d", name, SV_JET_MAX_DIRS);
+  if (order < 1 || order > 2)
+    return sv_fail("mlp_jet '%s': derivative order %d (1 or 2)", name, order);
+  if (width < 1 || depth < 0 || nout < 1)
+    return sv_fail("mlp_jet '%s': width %d, depth %d, outputs %d (need >= 1, >= 0, >= 1)", name,
+                   width, depth, nout);
+  if (!p)
+    return sv_fail("mlp_jet '%s': no params vector", name);
+  sv_node *S = input_stack(x, d, order);
+  int nin = d;
+  char ln[256], wn[300], bn[300];
+  for (int l = 0; l <= depth; l++) {
+    int last = l == depth, nl = last ? nout : width;
+    if (last)
+      snprintf(ln, sizeof ln, "%s.out", name);
+    else
+      snprintf(ln, sizeof ln, "%s.%d", name, l);
+    snprintf(wn, sizeof wn, "%s.W", ln);
+    snprintf(bn, sizeof bn, "%s.b", ln);
+    int wd[2] = {nin, nl}, bd[1] = {nl};
+    sv_node *W = block_at(p, theta, g, wn, 2, wd, SV_PARAM_WEIGHT, nin, nl);
+    sv_node *b = W ? block_at(p, theta, g, bn, 1, bd, SV_PARAM_BIAS, nin, nl) : NULL;
+    S = sv__jet_act(sv_matmul(S, W), b, last ? SV_ACT_NONE : act, d, order);
+    nin = nl;
+  }
+  if (!S)
+    return sv_fail("mlp_jet '%s': %s", name, g->error ? g->error : "building failed");
+  int B = x->shape.d[0], os[2] = {B, nout};
+  out->ndir = d;
+  out->order = order;
+  out->stack = S;
+  out->u = sv_reshape(sv_slice(S, 1, 0, 1), 2, os);
+  for (int k = 0; k < d; k++) {
+    out->du[k] = sv_reshape(sv_slice(S, 1, 1 + k, 1), 2, os);
+    if (order == 2)
+      out->d2u[k] = sv_reshape(sv_slice(S, 1, 1 + d + k, 1), 2, os);
+  }
+  if (g->error)
+    return sv_fail("mlp_jet '%s': %s", name, g->error);
+  return 0;
 }

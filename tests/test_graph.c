@@ -10,6 +10,9 @@
  */
 #include <solver.h>
 
+/* internal to the core, exported for tests (core/lsq.c) */
+int sv__lsq_batched_jacobian(sv_lsq *l, int on);
+
 #include <cblas.h>
 #include <dlfcn.h>
 
@@ -451,15 +454,26 @@ typedef struct {
   sv_node *x, *res[2];
 } lsq_model;
 
-/* res0 = u'' + sin(x) (an ODE residual), res1 = u - x^2 (data), both [B,1]. */
+/* res0 = u'' + sin(x) (an ODE residual), res1 = u - x^2 (data), both [B,1];
+   u'' by reverse over reverse, or in Taylor mode (jet). */
+static int lsq_jet;
+
 static void lsq_model_build(lsq_model *m, unsigned long seed)
 {
   m->g = sv_graph_new();
   m->p = sv_params_new();
   int d[2] = {SV_BATCH, 1};
   m->x = sv_input(m->g, "x", 2, d);
-  sv_node *u = sv_mlp(m->p, "u", m->x, 6, 2, 1, SV_ACT_TANH);
-  sv_node *d2u = sv_grad(sv_grad(u, m->x), m->x);
+  sv_node *u, *d2u;
+  if (lsq_jet) {
+    sv_jet j;
+    ck_assert_msg(sv_mlp_jet(m->p, NULL, "u", m->x, 6, 2, 1, SV_ACT_TANH, 2, &j) == 0, "%s", sv_errmsg());
+    u = j.u;
+    d2u = j.d2u[0];
+  } else {
+    u = sv_mlp(m->p, "u", m->x, 6, 2, 1, SV_ACT_TANH);
+    d2u = sv_grad(sv_grad(u, m->x), m->x);
+  }
   m->res[0] = sv_add(d2u, sv_sin(m->x));
   m->res[1] = sv_sub(u, sv_square(m->x));
   ck_assert_msg(m->res[0] && m->res[1], "%s", sv_graph_error(m->g));
@@ -540,6 +554,17 @@ static void check_lsq(int rows, int rows_global, double w1)
   ck_assert_msg(maxabs(fdJ, nr * n) > 1e-2, "degenerate Jacobian");
   expect_close("lsq Jacobian vs FD", J, fdJ, nr * n, 1e-7, 0);
 
+  /* all rows in one batched pass (the default for this graph) against one
+     batch-1 pass per row */
+  ck_assert_msg(sv__lsq_batched_jacobian(l, -1) == 1, "the batched Jacobian is not in use");
+  double *J1 = malloc(nr * n * sizeof *J1), *r1 = malloc(nr * sizeof *r1);
+  sv__lsq_batched_jacobian(l, 0);
+  ck_assert_int_eq(obj->residuals(obj->ctx, theta, r1, J1), 0);
+  sv__lsq_batched_jacobian(l, 1);
+  expect_close("lsq Jacobian: batched vs row by row", J, J1, nr * n, 1e-13, 0);
+  expect_close("lsq residuals: batched vs row by row", r, r1, nr, 1e-14, 0);
+  free(J1), free(r1);
+
   /* the batch plan's loss and gradient: |r|^2 and 2 J^T r */
   double loss;
   ck_assert_msg(obj->loss_grad(obj->ctx, theta, &loss, grad) == 0, "%s", sv_errmsg());
@@ -577,6 +602,14 @@ static void check_lsq(int rows, int rows_global, double w1)
 }
 
 START_TEST(test_lsq_jacobian) { check_lsq(5, 5, 1.0); }
+END_TEST
+START_TEST(test_lsq_jacobian_jet)
+{
+  lsq_jet = 1;
+  check_lsq(5, 5, 1.0);
+  check_lsq(4, 9, 3.0);
+  lsq_jet = 0;
+}
 END_TEST
 START_TEST(test_lsq_weights_share) { check_lsq(4, 9, 3.0); } /* this rank's 4 of 9 rows */
 END_TEST
@@ -646,6 +679,7 @@ static Suite *graph_suite(void)
   suite_add_tcase(s, tc);
   tc = tcase_create("lsq");
   tcase_add_test(tc, test_lsq_jacobian);
+  tcase_add_test(tc, test_lsq_jacobian_jet);
   tcase_add_test(tc, test_lsq_weights_share);
   tcase_add_test(tc, test_lsq_refuses_mixing);
   suite_add_tcase(s, tc);

@@ -610,11 +610,19 @@ static void ref_matmul(const opcase *c, int batch, const shp *xs, const double *
                        double *y)
 {
   (void)batch;
-  int ar = xs[0].d[0], ac = xs[0].d[1], br = xs[1].d[0], bc = xs[1].d[1];
+  /* leading axes of a are rows: flatten them (and b's, for a^T b) */
+  int na = xs[0].nd, nb = xs[1].nd;
+  int ar = (int)(shp_count(&xs[0]) / (size_t)xs[0].d[na - 1]), ac = xs[0].d[na - 1];
+  int br = (int)(shp_count(&xs[1]) / (size_t)xs[1].d[nb - 1]), bc = xs[1].d[nb - 1];
   int m = c->ta ? ac : ar, k = c->ta ? ar : ac, n = c->tb ? br : bc;
-  ys->nd = 2;
-  ys->d[0] = m;
-  ys->d[1] = n;
+  if (na > 2 && !c->ta) { /* [..., k] x [k, n] keeps a's leading axes */
+    *ys = xs[0];
+    ys->d[na - 1] = n;
+  } else {
+    ys->nd = 2;
+    ys->d[0] = m;
+    ys->d[1] = n;
+  }
   for (int i = 0; i < m; i++)
     for (int j = 0; j < n; j++) {
       double s = 0;
@@ -639,6 +647,9 @@ static const struct {
   {1, 0, 0, S2(B, 4), S2(4, 2)},  /* batched rows */
   {0, 0, 1, S2(B, 4), S2(2, 4)},
   {0, 1, 0, S2(B, 3), S2(B, 2)},  /* contraction over the batch */
+  {1, 0, 0, S3(B, 3, 4), S2(4, 2)}, /* stacked rows (jets) */
+  {0, 0, 1, S3(2, 3, 4), S2(5, 4)},
+  {0, 1, 0, S3(B, 3, 4), S3(B, 3, 2)}, /* contraction over batch and stack */
 };
 #define NMM ((int)(sizeof mm_cases / sizeof mm_cases[0]))
 
@@ -1713,6 +1724,82 @@ START_TEST(test_maxpool2d_ties)
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* The jet activation (the layer of sv_mlp_jet)                        */
+/* ------------------------------------------------------------------ */
+
+/* internal to the core (exported for tests): see core/ops/jet.c */
+sv_node *sv__jet_act(sv_node *S, sv_node *b, sv_activation act, int ndir, int order);
+
+static sv_node *build_jet_act(const opcase *c, sv_node *const *x)
+{
+  return sv__jet_act(x[0], x[1], (sv_activation)c->op, c->m, c->len);
+}
+
+/* the activation and its derivatives, written out independently */
+static void act3(int act, double h, double *s)
+{
+  double t;
+  switch (act) {
+  case SV_ACT_TANH: t = tanh(h); s[0] = t, s[1] = 1 - t * t, s[2] = -2 * t * (1 - t * t);
+    s[3] = (-2 + 8 * t * t - 6 * t * t * t * t); break;
+  case SV_ACT_SIN: s[0] = sin(h), s[1] = cos(h), s[2] = -sin(h), s[3] = -cos(h); break;
+  default: s[0] = h, s[1] = 1, s[2] = 0, s[3] = 0; break;
+  }
+}
+
+static void ref_jet_act(const opcase *c, int batch, const shp *xs, const double *const *x, shp *ys,
+                        double *y)
+{
+  (void)batch;
+  *ys = xs[0];
+  int d = c->m, order = c->len, J = 1 + order * d, w = xs[0].d[xs[0].nd - 1];
+  size_t rows = shp_count(&xs[0]) / (size_t)(J * w);
+  for (size_t r = 0; r < rows; r++)
+    for (int j = 0; j < w; j++) {
+      const double *S = x[0] + r * (size_t)(J * w);
+      double *o = y + r * (size_t)(J * w), s[4];
+      act3(c->op, S[j] + x[1][j], s);
+      o[j] = s[0];
+      for (int k = 0; k < d; k++) {
+        double h1 = S[(1 + k) * w + j];
+        o[(1 + k) * w + j] = s[1] * h1;
+        if (order == 2)
+          o[(1 + d + k) * w + j] = s[1] * S[(1 + d + k) * w + j] + s[2] * h1 * h1;
+      }
+    }
+}
+
+static const struct {
+  shp S;
+  int act, d, order;
+} jet_cases[] = {
+  {S3(B, 3, 4), SV_ACT_TANH, 1, 2}, {S3(B, 2, 3), SV_ACT_TANH, 1, 1}, {S3(2, 5, 3), SV_ACT_SIN, 2, 2},
+  {S2(3, 4), SV_ACT_TANH, 1, 2}, {S3(B, 3, 2), SV_ACT_NONE, 1, 2}, {S3(B, 7, 2), SV_ACT_TANH, 3, 2},
+};
+#define NJET ((int)(sizeof jet_cases / sizeof jet_cases[0]))
+
+START_TEST(test_jet_act)
+{
+  opcase c = {0};
+  c.nx = 2;
+  c.x[0] = jet_cases[_i].S;
+  c.x[1] = (shp)S1(c.x[0].d[c.x[0].nd - 1]);
+  c.op = jet_cases[_i].act;
+  c.m = jet_cases[_i].d;
+  c.len = jet_cases[_i].order;
+  c.lo = -1.2;
+  c.hi = 1.2;
+  c.build = build_jet_act;
+  c.ref = ref_jet_act;
+  char nm[64];
+  snprintf(nm, sizeof nm, "jet_act(%s, d %d, order %d)", sv_activation_name((sv_activation)c.op), c.m,
+           c.len);
+  name_case(&c, nm);
+  check(&c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 /* Leaves: constants, scalars, fill_like as operands                   */
 /* ------------------------------------------------------------------ */
 
@@ -1840,6 +1927,7 @@ static Suite *ops_suite(void)
   add_loop(s, "conv2d_errors", test_conv2d_errors, 1);
   add_loop(s, "maxpool2d", test_maxpool2d, NPOOL);
   add_loop(s, "maxpool2d_ties", test_maxpool2d_ties, 1);
+  add_loop(s, "jet_act", test_jet_act, NJET);
   add_loop(s, "leaves", test_leaves, 2);
   add_loop(s, "grad_independent", test_grad_independent, 1);
   return s;

@@ -126,13 +126,17 @@ SV_API sv_node *sv_erf(sv_node *a);
 SV_API sv_node *sv_gelu(sv_node *a);
 
 /*
- * Matrix product of 2-D nodes through cblas_dgemm:
- * op(a) * op(b), op = transpose when the flag is set. A batched `a`
- * ([B,k] * [k,n] -> [B,n]) is the common case; transpose_a of a batched
- * `a` contracts over the batch ([B,m]^T [B,n] -> [m,n]).
+ * Matrix product through cblas_dgemm: op(a) * op(b), op = transpose when
+ * the flag is set. A batched `a` ([B,k] * [k,n] -> [B,n]) is the common
+ * case; transpose_a of a batched `a` contracts over the batch ([B,m]^T
+ * [B,n] -> [m,n]). `a` may have more axes, all but the last being rows:
+ * [B,J,k] * [k,n] -> [B,J,n], and [B,J,m]^T [B,J,n] -> [m,n].
  */
 SV_API sv_node *sv_matmul(sv_node *a, sv_node *b);
 SV_API sv_node *sv_matmul_t(sv_node *a, int transpose_a, sv_node *b, int transpose_b);
+/* A batch of products: a [N, m, k] x b [N, k, n] -> [N, m, n], one per
+   leading index (usually the batch axis), transposes on the last two axes. */
+SV_API sv_node *sv_bmm(sv_node *a, int transpose_a, sv_node *b, int transpose_b);
 
 /* Reductions. axis may be negative (from the end); the axis is dropped. */
 SV_API sv_node *sv_sum(sv_node *a);  /* all elements -> scalar */
@@ -335,6 +339,28 @@ SV_API double sv_params_block_decay_scale(const sv_params *p, int i);
  * leaves at the same iteration.
  */
 SV_API int sv_interrupted(const sv_run *r);
+
+/*
+ * Taylor mode (jets): an MLP of x [B, d] (d <= SV_JET_MAX_DIRS) together
+ * with its first `order` (1 or 2) derivatives along each input axis,
+ * pushed forward layer by layer: du/dx_k and d2u/dx_k^2 (no mixed
+ * derivatives). The value and derivative rows are stacked so that each
+ * layer is one matrix product and one fused activation node; the weight
+ * gradient is ordinary reverse mode over those nodes. Same parameter
+ * blocks (and so the same values and checkpoints) as sv_mlp / sv_mlp_at;
+ * theta as in sv_mlp_at (NULL: the params). Far cheaper than
+ * sv_grad(sv_grad(u, x), x) for u''. 0, or -1 with sv_fail.
+ */
+#define SV_JET_MAX_DIRS 3
+typedef struct sv_jet {
+  int ndir, order;
+  sv_node *u;                     /* [B, nout] */
+  sv_node *du[SV_JET_MAX_DIRS];   /* du/dx_k, [B, nout] */
+  sv_node *d2u[SV_JET_MAX_DIRS];  /* d2u/dx_k^2 (order 2), [B, nout] */
+  sv_node *stack;                 /* [B, 1 + order d, nout]: u, du_k..., d2u_k... */
+} sv_jet;
+SV_API int sv_mlp_jet(sv_params *p, sv_node *theta, const char *name, sv_node *x, int width,
+                      int depth, int nout, sv_activation act, int order, sv_jet *out);
 
 /* ------------------------------------------------------------------ */
 /* Objectives and optimizers                                           */

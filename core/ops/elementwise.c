@@ -84,6 +84,23 @@ static int fold_identity(const sv_fold *f, int id, int keep, int other, double v
   return sv__fold_is_const(f, b, v) && sv__fold_same_shape(f, a, id) ? a : -1;
 }
 
+/* Per-row rules (jacobian_rows.c): the contribution before it is summed
+   over the batch. */
+static sv_node *add_vjp_rows(sv_node *n, int i, sv_node *G) { return sv__rows_unbroadcast(G, n->in[i]); }
+static sv_node *sub_vjp_rows(sv_node *n, int i, sv_node *G)
+{
+  return sv__rows_unbroadcast(i == 0 ? G : sv_neg(G), n->in[i]);
+}
+static sv_node *mul_vjp_rows(sv_node *n, int i, sv_node *G)
+{
+  return sv__rows_unbroadcast(sv_mul(G, n->in[1 - i]), n->in[i]);
+}
+static sv_node *div_vjp_rows(sv_node *n, int i, sv_node *G)
+{
+  sv_node *b = n->in[1];
+  return sv__rows_unbroadcast(i == 0 ? sv_div(G, b) : sv_neg(sv_div(sv_mul(G, n), b)), n->in[i]);
+}
+
 /* ---------- add ---------- */
 
 BINARY_KERNEL(add_kernel, x + y)
@@ -93,7 +110,8 @@ static int add_fold(const sv_fold *f, int id) /* x + 0, 0 + x */
   int r = fold_identity(f, id, 0, 1, 0.0);
   return r >= 0 ? r : fold_identity(f, id, 1, 0, 0.0);
 }
-static const sv_opdef op_add = {.name = "add", .kernel = add_kernel, .vjp = add_vjp, .fold = add_fold};
+static const sv_opdef op_add = {.name = "add", .kernel = add_kernel, .vjp = add_vjp, .fold = add_fold,
+                                .vjp_rows = add_vjp_rows};
 sv_node *sv_add(sv_node *a, sv_node *b) { return binary(&op_add, a, b); }
 
 /* ---------- sub ---------- */
@@ -104,7 +122,8 @@ static sv_node *sub_vjp(sv_node *n, int i, sv_node *G)
   return sv__unbroadcast(i == 0 ? G : sv_neg(G), n->in[i]);
 }
 static int sub_fold(const sv_fold *f, int id) { return fold_identity(f, id, 0, 1, 0.0); } /* x - 0 */
-static const sv_opdef op_sub = {.name = "sub", .kernel = sub_kernel, .vjp = sub_vjp, .fold = sub_fold};
+static const sv_opdef op_sub = {.name = "sub", .kernel = sub_kernel, .vjp = sub_vjp, .fold = sub_fold,
+                                .vjp_rows = sub_vjp_rows};
 sv_node *sv_sub(sv_node *a, sv_node *b) { return binary(&op_sub, a, b); }
 
 /* ---------- mul ---------- */
@@ -119,7 +138,8 @@ static int mul_fold(const sv_fold *f, int id) /* x * 1, 1 * x */
   int r = fold_identity(f, id, 0, 1, 1.0);
   return r >= 0 ? r : fold_identity(f, id, 1, 0, 1.0);
 }
-static const sv_opdef op_mul = {.name = "mul", .kernel = mul_kernel, .vjp = mul_vjp, .fold = mul_fold};
+static const sv_opdef op_mul = {.name = "mul", .kernel = mul_kernel, .vjp = mul_vjp, .fold = mul_fold,
+                                .vjp_rows = mul_vjp_rows};
 sv_node *sv_mul(sv_node *a, sv_node *b) { return binary(&op_mul, a, b); }
 
 /* ---------- div ---------- */
@@ -134,7 +154,8 @@ static sv_node *div_vjp(sv_node *n, int i, sv_node *G)
   return sv__unbroadcast(sv_neg(sv_div(sv_mul(G, n), b)), b);
 }
 static int div_fold(const sv_fold *f, int id) { return fold_identity(f, id, 0, 1, 1.0); } /* x / 1 */
-static const sv_opdef op_div = {.name = "div", .kernel = div_kernel, .vjp = div_vjp, .fold = div_fold};
+static const sv_opdef op_div = {.name = "div", .kernel = div_kernel, .vjp = div_vjp, .fold = div_fold,
+                                .vjp_rows = div_vjp_rows};
 sv_node *sv_div(sv_node *a, sv_node *b) { return binary(&op_div, a, b); }
 
 /* ---------- tanh_back: A (1 - y^2), the adjoint through tanh ---------- */
@@ -228,7 +249,15 @@ sv_node *sv_pow(sv_node *a, double p) { return unary(&op_pow, a, p); }
 
 /* ---------- exp ---------- */
 
-UNARY_KERNEL(exp_kernel, exp(x))
+/* exp, tanh, sin, cos: vectorised (SLEEF, 1 ulp; see vmath.c) */
+#define VMATH_KERNEL(fname, vfn)                                                    \
+  static int fname(const sv_kctx *k)                                                \
+  {                                                                                 \
+    vfn(sv__kin(k, 0), k->y, k->ny);                                                \
+    return 0;                                                                       \
+  }
+
+VMATH_KERNEL(exp_kernel, sv__vexp)
 static sv_node *exp_vjp(sv_node *n, int i, sv_node *G) { (void)i; return sv_mul(G, n); }
 static const sv_opdef op_exp = {.name = "exp", .kernel = exp_kernel, .vjp = exp_vjp};
 sv_node *sv_exp(sv_node *a) { return unary(&op_exp, a, 0); }
@@ -249,19 +278,19 @@ sv_node *sv_sqrt(sv_node *a) { return unary(&op_sqrt, a, 0); }
 
 /* ---------- tanh: G (1 - tanh^2), fused ---------- */
 
-UNARY_KERNEL(tanh_kernel, tanh(x))
+VMATH_KERNEL(tanh_kernel, sv__vtanh)
 static sv_node *tanh_vjp(sv_node *n, int i, sv_node *G) { (void)i; return tanh_back(G, n); }
 static const sv_opdef op_tanh = {.name = "tanh", .kernel = tanh_kernel, .vjp = tanh_vjp};
 sv_node *sv_tanh(sv_node *a) { return unary(&op_tanh, a, 0); }
 
 /* ---------- sin, cos ---------- */
 
-UNARY_KERNEL(sin_kernel, sin(x))
+VMATH_KERNEL(sin_kernel, sv__vsin)
 static sv_node *sin_vjp(sv_node *n, int i, sv_node *G) { (void)i; return sv_mul(G, sv_cos(n->in[0])); }
 static const sv_opdef op_sin = {.name = "sin", .kernel = sin_kernel, .vjp = sin_vjp};
 sv_node *sv_sin(sv_node *a) { return unary(&op_sin, a, 0); }
 
-UNARY_KERNEL(cos_kernel, cos(x))
+VMATH_KERNEL(cos_kernel, sv__vcos)
 static sv_node *cos_vjp(sv_node *n, int i, sv_node *G)
 {
   (void)i;

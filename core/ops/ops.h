@@ -74,6 +74,10 @@ struct sv_opdef {
      selector whose changes move the output only where it jumps (the x of
      an argmax, class labels). Autodiff passes no adjoint to them. */
   unsigned nodiff;
+  /* Optional, for batched nodes with an unbatched input i (a parameter):
+     the per-row contributions of G to it, [B, count of input i], row r
+     being what vjp gives for row r alone (jacobian_rows.c). */
+  sv_node *(*vjp_rows)(sv_node *n, int i, sv_node *G);
   /* Optional: the id of a node whose value this node always has (x*1 is x),
      or -1. */
   int (*fold)(const sv_fold *f, int id);
@@ -110,6 +114,13 @@ SV_HIDDEN int sv__axis(int axis, int ndim);
 
 /* Sum c down to the shape of `input` (the adjoint of broadcasting). */
 SV_HIDDEN sv_node *sv__unbroadcast(sv_node *c, const sv_node *input);
+/* sv_vjp with the targets taken as independent variables (no adjoint flows
+   from one target into another it is computed from): the rule of a fused
+   op can be the reverse mode of the same formula written in ops. */
+SV_HIDDEN int sv__vjp_partial(sv_node *y, sv_node *seed, int nx, sv_node *const *x, sv_node **out);
+/* A [B, ...] contribution summed to an unbatched input's broadcast axes,
+   per row: [B, count of input] (jacobian_rows.c; for vjp_rows rules). */
+SV_HIDDEN sv_node *sv__rows_unbroadcast(sv_node *c, const sv_node *input);
 /* Zeros of a shape (a broadcast scalar: no storage). */
 SV_HIDDEN sv_node *sv__zeros(sv_graph *g, const sv_shape *s);
 
