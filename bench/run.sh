@@ -3,9 +3,11 @@
 #
 # Usage, from the top of a built tree (after `make`):
 #
-#     bench/run.sh            # both benchmarks
+#     bench/run.sh            # all benchmarks
 #     bench/run.sh step       # one training step of a 4x32 tanh MLP
 #     bench/run.sh legendre   # the Legendre PINN: Adam rate, time to accuracy
+#     bench/run.sh ops        # single ops forward + backward (causal FFT
+#                             # convolution, softmax cross-entropy, conv2d)
 #
 # Environment:
 #     PYTHON   a python3 that imports torch (default: the first of python3,
@@ -13,6 +15,8 @@
 #     SOLVER   the solver program (default ./solver)
 #     THREADS  threads for each side (default 2: OpenBLAS and torch)
 #     OUT      scratch directory (default a new one under /tmp)
+#     OPS_CASES    cases of `ops` (default: all of `bench/ops_bench -list`)
+#     OPS_THREADS  thread counts of `ops`, each for both sides (default "2 1")
 #
 # Both sides run in float64 on the same machine, one after the other. See
 # bench/README.md for what is measured and the figures.
@@ -20,8 +24,8 @@ set -eu
 
 what=${1:-all}
 case $what in
-  all|step|legendre) ;;
-  *) echo "usage: bench/run.sh [all|step|legendre]" >&2; exit 2 ;;
+  all|step|legendre|ops) ;;
+  *) echo "usage: bench/run.sh [all|step|legendre|ops]" >&2; exit 2 ;;
 esac
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -219,8 +223,52 @@ legendre_bench() {
   done
 }
 
+# ----------------------------------------------------------------------
+# 3. Single ops, forward + backward: bench/ops_bench.c against
+#    bench/ops_torch.py, per case and thread count.
+# ----------------------------------------------------------------------
+OPS_THREADS=${OPS_THREADS:-"2 1"}
+
+ops_bench() {
+  if [ ! -x bench/ops_bench ]; then
+    make -C bench ops_bench >/dev/null
+  fi
+  cases=${OPS_CASES:-$(bench/ops_bench -list)}
+  echo
+  echo "== ops: forward + backward of single ops, C plan vs PyTorch (steps/s, median of repeats) =="
+  table=""
+  for c in $cases; do
+    d="$OUT/ops_$c"
+    mkdir -p "$d"
+    # same inputs on both sides: the C side writes them with its results
+    bench/ops_bench -case "$c" -dump "$d" > "$d/c_dump.txt" || {
+      echo "bench/run.sh: ops_bench -case $c failed" >&2
+      exit 1
+    }
+    "$PYTHON" bench/ops_torch.py -case "$c" -check "$d" > "$d/check.txt" || {
+      cat "$d/check.txt"
+      echo "bench/run.sh: $c: the C and torch results differ; not timing them" >&2
+      exit 1
+    }
+    echo "$c: same inputs, same results: $(grep '^check_' "$d/check.txt" | sed 's/^check_//' | tr '\n' ' ')(max |C - torch| / max |torch|)"
+    for t in $OPS_THREADS; do
+      OPENBLAS_NUM_THREADS=$t bench/ops_bench -case "$c" > "$d/c_$t.txt"
+      "$PYTHON" bench/ops_torch.py -case "$c" -threads "$t" > "$d/torch_$t.txt"
+      cr=$(value c_steps_per_second "$d/c_$t.txt")
+      tr=$(value torch_steps_per_second "$d/torch_$t.txt")
+      echo "  $t thread(s): C $cr (repeats: $(value c_rates "$d/c_$t.txt")), torch $tr (repeats: $(value torch_rates "$d/torch_$t.txt")), ratio C/torch $(ratio "$cr" "$tr")"
+      table="$table$c $t $cr $tr $(ratio "$cr" "$tr")\n"
+    done
+  done
+  echo
+  { echo "case threads C_steps/s torch_steps/s C/torch(goal>=1)"; printf '%b' "$table"; } |
+    awk '{ printf "%-12s %-8s %-12s %-14s %s\n", $1, $2, $3, $4, $5 }'
+  echo "load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
 case $what in
   step) step_bench ;;
   legendre) legendre_bench ;;
-  all) step_bench; legendre_bench ;;
+  ops) ops_bench ;;
+  all) step_bench; legendre_bench; ops_bench ;;
 esac

@@ -181,6 +181,46 @@ static int fold_nodes(const sv_plan *p, const char *need, int *rep)
   return 0;
 }
 
+/* ---------- fusion of elementwise chains ---------- */
+
+/* A step that computes element i from element i of inputs of its own size
+   (or from 1-element inputs): it can run block by block. */
+static int fusable(const sv_plan *p, int id)
+{
+  const sv_node *nd = p->g->nodes[id];
+  if (!(nd->op->flags & SV_OPF_ELEMENTWISE) || p->count[id] < 2)
+    return 0;
+  for (int j = 0; j < nd->nin; j++) {
+    size_t c = p->count[nd->in[j]->id];
+    if (c != 1 && c != p->count[id])
+      return 0;
+  }
+  return 1;
+}
+
+/* Runs of consecutive fusable steps of one size: p->fused[s] is the length
+   of the run starting at s (1 alone, 0 inside a run), run_end[s] the last
+   step of s's run. SV_FUSE=0 in the environment turns fusion off. */
+static void find_runs(sv_plan *p, int *run_end)
+{
+  const char *env = getenv("SV_FUSE");
+  int on = !(env && strcmp(env, "0") == 0);
+  for (int s = 0; s < p->nsteps;) {
+    int t = s;
+    if (on && fusable(p, p->steps[s]))
+      while (t + 1 < p->nsteps && fusable(p, p->steps[t + 1]) &&
+             p->count[p->steps[t + 1]] == p->count[p->steps[s]])
+        t++;
+    p->fused[s] = t - s + 1;
+    for (int u = s; u <= t; u++) {
+      run_end[u] = t;
+      if (u > s)
+        p->fused[u] = 0;
+    }
+    s = t + 1;
+  }
+}
+
 /* ---------- compile ---------- */
 
 static void resolve_shape(const sv_shape *s, int batch, sv_shape *out)
@@ -194,16 +234,7 @@ void sv_plan_free(sv_plan *p)
 {
   if (!p)
     return;
-  free(p->buf);
-  free(p->kind);
-  free(p->off);
-  free(p->shape);
-  free(p->count);
-  free(p->steps);
-  free(p->arena);
-  free(p->bound);
-  free(p->visible);
-  free(p->src);
+  /* the ops' state first: its release reads the step list */
   if (p->state) {
     for (int s = 0; s < p->nsteps; s++) {
       int id = p->steps[s];
@@ -212,6 +243,17 @@ void sv_plan_free(sv_plan *p)
     }
     free(p->state);
   }
+  free(p->buf);
+  free(p->kind);
+  free(p->off);
+  free(p->shape);
+  free(p->count);
+  free(p->steps);
+  free(p->fused);
+  free(p->arena);
+  free(p->bound);
+  free(p->visible);
+  free(p->src);
   free(p->work);
   free(p);
 }
@@ -337,13 +379,22 @@ sv_plan *sv_compile(sv_graph *g, int nout, sv_node *const *outputs, int batch)
   free(need);
   free(rep);
 
+  /* fused elementwise runs; a buffer read inside a run lives to its end */
+  int *run_end = malloc(((size_t)p->nsteps + 1) * sizeof *run_end);
+  p->fused = malloc(((size_t)p->nsteps + 1) * sizeof *p->fused);
+  if (!run_end || !p->fused) {
+    free(run_end);
+    goto oom;
+  }
+  find_runs(p, run_end);
+
   /* last reader of each arena buffer; a view's readers read its root */
   for (int i = 0; i < n; i++)
     last[i] = -1;
   for (int s = 0; s < p->nsteps; s++) {
     sv_node *nd = g->nodes[p->steps[s]];
     for (int j = 0; j < nd->nin; j++)
-      last[root_of(p, nd->in[j]->id)] = s;
+      last[root_of(p, nd->in[j]->id)] = run_end[s];
   }
   for (int k = 0; k < nout; k++) { /* outputs live forever (and so do their sources) */
     int id = outputs[k]->id;
@@ -372,16 +423,22 @@ sv_plan *sv_compile(sv_graph *g, int nout, sv_node *const *outputs, int batch)
     }
   }
   int failed = 0;
+  for (int s = 0; s < p->nsteps; s++) { /* computed but never read: free at its run's end */
+    int id = p->steps[s];
+    if (last[id] < 0) {
+      next[id] = dies[run_end[s]];
+      dies[run_end[s]] = id;
+    }
+  }
   for (int s = 0; s < p->nsteps && !failed; s++) {
     int id = p->steps[s];
     fl_alloc(&fl, p->count[id], &p->off[id]);
-    if (last[id] < 0) /* computed but never read: free at once */
-      failed |= fl_free(&fl, p->off[id], p->count[id]);
     for (int d = dies[s]; d >= 0; d = next[d])
       failed |= fl_free(&fl, p->off[d], p->count[d]);
   }
   free(dies);
   free(next);
+  free(run_end);
   if (failed)
     goto oom;
   p->arena_size = fl.top;
@@ -475,4 +532,12 @@ size_t sv_plan_size(const sv_plan *p, const sv_node *n)
 }
 
 size_t sv_plan_arena_bytes(const sv_plan *p) { return p ? p->arena_size * sizeof(double) : 0; }
+
+int sv__plan_fused_runs(const sv_plan *p)
+{
+  int r = 0;
+  for (int s = 0; p && s < p->nsteps; s++)
+    r += p->fused[s] > 1;
+  return r;
+}
 int sv_plan_step_count(const sv_plan *p) { return p ? p->nsteps : 0; }

@@ -93,6 +93,8 @@ SV_HIDDEN sv_node *sv__jacobian_rows(sv_node *y, sv_params *p);
    (on = 1) or one batch-1 pass per row (on = 0); on = -1 only asks. A
    graph without per-row rules always goes row by row. For tests. */
 SV_HIDDEN int sv__lsq_batched_jacobian(sv_lsq *l, int on);
+/* The number of fused elementwise runs in a plan (for tests). */
+SV_HIDDEN int sv__plan_fused_runs(const sv_plan *p);
 /* Freeze a params vector (allocate its data); 0 or -1. */
 SV_HIDDEN int sv__params_freeze(sv_params *p);
 
@@ -256,7 +258,7 @@ SV_HIDDEN int sv__read_file(const char *what, const char *path, unsigned char **
    journal (journal.c), given back to the stage's driver on resume. */
 #define SV__STATE_MAX_SCALARS 16
 #define SV__STAGE_SCALARS 6   /* the step loop's, before the driver's */
-#define SV__LM_SCALARS 2      /* LM's: lambda, nu */
+#define SV__LM_SCALARS 4      /* LM's: lambda, nu, the stall window's start loss and step */
 typedef struct {
   int step;               /* the last step completed (its update done) */
   int nscalars;

@@ -297,6 +297,10 @@ static int check_opts(const char *st, const sv_optim_opts *o, const sv_objective
   }
   if (o->kind == SV_OPTIM_LM && !(o->lm_lambda > 0 && isfinite(o->lm_lambda)))
     return sv_fail("stage %s: lm_lambda must be > 0 (got %g)", st, o->lm_lambda);
+  if (o->stall_window < 0)
+    return sv_fail("stage %s: stall_window must be >= 0 (got %d)", st, o->stall_window);
+  if (o->stall_window > 0 && !(o->stall_rtol >= 0 && o->stall_rtol < 1))
+    return sv_fail("stage %s: stall_rtol must be in [0, 1) (got %g)", st, o->stall_rtol);
 
   /* ABI 2: minibatches, decay, schedules, clipping */
   const char *kn = sv_optim_name(o->kind);

@@ -230,11 +230,11 @@ static double dot(const double *a, const double *b, size_t n)
 }
 
 /* A signal was seen: keep what going on from `step` needs. */
-static int lm_save(sv__stage *s, int step, double lambda, double nu)
+static int lm_save(sv__stage *s, int step, double lambda, double nu, double Fref, int wstart)
 {
   sv__stage_state_begin(s, step);
   double *q = s->saved.scalars + s->saved.nscalars;
-  q[0] = lambda, q[1] = nu;
+  q[0] = lambda, q[1] = nu, q[2] = Fref, q[3] = wstart;
   s->saved.nscalars += SV__LM_SCALARS;
   sv__stage_state_vecs(s, 0);
   s->stopped = 1;
@@ -253,12 +253,14 @@ int sv__minimize_lm(sv__stage *s, double *x, sv_optim_result *res)
     lm_free(&L);
     return -1;
   }
-  double F, Ft, lambda, nu = 2;
-  int rc = 0, step = 0, converged = 0;
+  double F, Ft, lambda, nu = 2, Fref = INFINITY; /* Fref: the loss where the stall window began */
+  int rc = 0, step = 0, converged = 0, wstart = 0;
   if (s->resume) {
     step = s->resume->step;
     lambda = s->resume->scalars[SV__STAGE_SCALARS];
     nu = s->resume->scalars[SV__STAGE_SCALARS + 1];
+    Fref = s->resume->scalars[SV__STAGE_SCALARS + 2];
+    wstart = (int)s->resume->scalars[SV__STAGE_SCALARS + 3];
     s->on_step_done = step;
     if (lm_eval(&L, step, x, L.R, L.J, &F) < 0) {
       lm_free(&L);
@@ -281,9 +283,10 @@ int sv__minimize_lm(sv__stage *s, double *x, sv_optim_result *res)
     for (size_t j = 0; j < n; j++)
       dmax = L.d[j] > dmax ? L.d[j] : dmax;
     lambda = o->lm_lambda * (dmax > 0 ? dmax : 1);
+    Fref = F;
     rc = sv__stage_record(s, 0, x, F, lambda);
     if (rc == 0 && s->stop)
-      lm_save(s, 0, lambda, nu);
+      lm_save(s, 0, lambda, nu, Fref, wstart);
   }
 
   while (rc == 0 && !s->stopped) {
@@ -302,7 +305,7 @@ int sv__minimize_lm(sv__stage *s, double *x, sv_optim_result *res)
       lambda *= nu, nu *= 2;
       rc = sv__stage_record(s, ++step, x, F, lambda);
       if (rc == 0 && s->stop)
-        lm_save(s, step, lambda, nu);
+        lm_save(s, step, lambda, nu, Fref, wstart);
       continue;
     }
     double dn = sqrt(dot(L.d, L.d, n)), xn = sqrt(dot(x, x, n));
@@ -336,7 +339,18 @@ int sv__minimize_lm(sv__stage *s, double *x, sv_optim_result *res)
     }
     rc = sv__stage_record(s, step, x, F, lambda);
     if (rc == 0 && s->stop)
-      lm_save(s, step, lambda, nu);
+      lm_save(s, step, lambda, nu, Fref, wstart);
+    /* converged in practice: the loss no longer falls over a window */
+    if (rc == 0 && !s->stopped && o->stall_window > 0 && step - wstart >= o->stall_window) {
+      if (!(F < (1 - o->stall_rtol) * Fref)) {
+        sv_log(s->r, "stage %s: the loss fell by less than %g over the last %d steps; stopping at "
+               "step %d", s->name, o->stall_rtol, o->stall_window, step);
+        converged = 1;
+        break;
+      }
+      Fref = F;
+      wstart = step;
+    }
   }
   res->steps = step;
   res->loss = F;

@@ -26,6 +26,8 @@ struct sv_plan {
   /* execution */
   int *steps;            /* node ids to compute, in order */
   int nsteps;
+  int *fused;            /* per step: the length of the fused elementwise run it
+                            starts (>= 2), 1 for a step on its own, 0 inside a run */
   double *arena;
   size_t arena_size;     /* doubles */
   double *work;          /* scratch shared by the kernels (the largest op->work) */

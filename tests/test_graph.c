@@ -10,8 +10,9 @@
  */
 #include <solver.h>
 
-/* internal to the core, exported for tests (core/lsq.c) */
+/* internal to the core, exported for tests (core/lsq.c, core/compile.c) */
 int sv__lsq_batched_jacobian(sv_lsq *l, int on);
+int sv__plan_fused_runs(const sv_plan *p);
 
 #include <cblas.h>
 #include <dlfcn.h>
@@ -444,6 +445,57 @@ START_TEST(test_error_api_misuse)
 }
 END_TEST
 
+/* Fused elementwise chains give the unfused values bit for bit, on an
+   array that is not a multiple of the block, with intermediate buffers
+   that die inside the chain, scalars, a read of an early intermediate
+   after the chain, and the chain's output read by a non-elementwise op. */
+START_TEST(test_fusion_same_values)
+{
+  const int N = 5003;
+  double *xd = malloc(N * sizeof *xd), *zd = malloc(N * sizeof *zd);
+  for (int i = 0; i < N; i++) {
+    xd[i] = sin(0.37 * i);
+    zd[i] = cos(0.11 * i);
+  }
+  double *vals[2][3];
+  for (int fuse = 0; fuse < 2; fuse++) {
+    if (fuse)
+      unsetenv("SV_FUSE");
+    else
+      setenv("SV_FUSE", "0", 1);
+    sv_graph *g = sv_graph_new();
+    int d[2] = {SV_BATCH, 1};
+    sv_node *x = sv_input(g, "x", 2, d), *z = sv_input(g, "z", 2, d);
+    sv_node *a = sv_tanh(sv_scale(x, 1.5));
+    sv_node *b = sv_add(sv_mul(a, z), sv_exp(sv_neg(sv_square(x))));
+    sv_node *c = sv_div(sv_sub(b, sv_scalar(g, 0.25)), sv_add_scalar(sv_square(z), 1.0));
+    sv_node *e = sv_mul(sv_gelu(c), sv_sin(a));
+    sv_node *outs[3] = {e, sv_mul(a, sv_sum(e)), sv_sum(sv_square(e))};
+    sv_plan *pl = sv_compile(g, 3, outs, N);
+    ck_assert_msg(pl != NULL, "%s", sv_errmsg());
+    ck_assert_int_eq(sv__plan_fused_runs(pl) > 0, fuse);
+    sv_plan_bind(pl, x, xd);
+    sv_plan_bind(pl, z, zd);
+    ck_assert_int_eq(sv_plan_run(pl), 0);
+    for (int k = 0; k < 3; k++) {
+      size_t m = sv_plan_size(pl, outs[k]);
+      vals[fuse][k] = malloc(m * sizeof(double));
+      memcpy(vals[fuse][k], sv_plan_value(pl, outs[k]), m * sizeof(double));
+    }
+    sv_plan_free(pl);
+    sv_graph_free(g);
+  }
+  unsetenv("SV_FUSE");
+  ck_assert(memcmp(vals[0][0], vals[1][0], N * sizeof(double)) == 0);
+  ck_assert(memcmp(vals[0][1], vals[1][1], N * sizeof(double)) == 0);
+  ck_assert(vals[0][2][0] == vals[1][2][0]);
+  for (int f = 0; f < 2; f++)
+    for (int k = 0; k < 3; k++)
+      free(vals[f][k]);
+  free(xd), free(zd);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* Least squares                                                       */
 /* ------------------------------------------------------------------ */
@@ -678,6 +730,7 @@ static Suite *graph_suite(void)
   tcase_add_test(tc, test_blas_is_openblas);
   suite_add_tcase(s, tc);
   tc = tcase_create("lsq");
+  tcase_add_test(tc, test_fusion_same_values);
   tcase_add_test(tc, test_lsq_jacobian);
   tcase_add_test(tc, test_lsq_jacobian_jet);
   tcase_add_test(tc, test_lsq_weights_share);

@@ -1800,6 +1800,60 @@ START_TEST(test_jet_act)
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* causal convolution along time (FFT)                                 */
+/* ------------------------------------------------------------------ */
+
+static sv_node *build_causal_conv(const opcase *c, sv_node *const *x)
+{
+  (void)c;
+  return sv_causal_conv(x[0], x[1]);
+}
+
+/* y[b, l, h] = sum_{j <= l} k[h, j] u[b, l - j, h], summed directly. */
+static void ref_causal_conv(const opcase *c, int batch, const shp *xs, const double *const *x,
+                            shp *ys, double *y)
+{
+  (void)c, (void)batch;
+  const shp *u = &xs[0];
+  int Bn = u->nd == 3 ? u->d[0] : 1, L = u->d[u->nd - 2], H = u->d[u->nd - 1];
+  *ys = *u;
+  for (int b = 0; b < Bn; b++)
+    for (int l = 0; l < L; l++)
+      for (int h = 0; h < H; h++) {
+        double s = 0;
+        for (int j = 0; j <= l; j++)
+          s += x[1][h * L + j] * x[0][(b * L + l - j) * H + h];
+        y[(b * L + l) * H + h] = s;
+      }
+}
+
+/* u [B|2|-, L, H], k [H, L]: odd, prime and power-of-two lengths; the
+   transform lengths (2L - 1 rounded up to 2^a 3^b 5^c 7^d) are 1, 3, 14,
+   25, 32. */
+static const shp cconv_cases[][2] = {
+  {S3(B, 1, 3), S2(3, 1)},   {S3(B, 2, 3), S2(3, 2)},  {S3(B, 7, 3), S2(3, 7)},
+  {S3(B, 13, 2), S2(2, 13)}, {S3(B, 16, 3), S2(3, 16)}, {S2(1, 2), S2(2, 1)},
+  {S2(7, 3), S2(3, 7)},      {S2(13, 1), S2(1, 13)},  {S2(16, 2), S2(2, 16)},
+  {S3(2, 7, 4), S2(4, 7)},   {S3(3, 13, 1), S2(1, 13)},
+};
+#define NCCONV ((int)(sizeof cconv_cases / sizeof cconv_cases[0]))
+
+START_TEST(test_causal_conv)
+{
+  opcase c = {0};
+  c.nx = 2;
+  c.x[0] = cconv_cases[_i][0];
+  c.x[1] = cconv_cases[_i][1];
+  c.lo = -1;
+  c.hi = 1;
+  c.build = build_causal_conv;
+  c.ref = ref_causal_conv;
+  name_case(&c, "causal_conv");
+  check(&c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 /* Leaves: constants, scalars, fill_like as operands                   */
 /* ------------------------------------------------------------------ */
 
@@ -1928,6 +1982,7 @@ static Suite *ops_suite(void)
   add_loop(s, "maxpool2d", test_maxpool2d, NPOOL);
   add_loop(s, "maxpool2d_ties", test_maxpool2d_ties, 1);
   add_loop(s, "jet_act", test_jet_act, NJET);
+  add_loop(s, "causal_conv", test_causal_conv, NCCONV);
   add_loop(s, "leaves", test_leaves, 2);
   add_loop(s, "grad_independent", test_grad_independent, 1);
   return s;

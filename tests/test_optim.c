@@ -557,6 +557,55 @@ START_TEST(test_lm_noisy_vs_gsl)
 }
 END_TEST
 
+/* The stall window: on a problem whose loss stops falling (noise), LM
+   stops by itself long before max_steps, at the same minimiser. */
+START_TEST(test_lm_stall)
+{
+  expfit d;
+  expfit_init(&d, 2.5, 1.3, 0.5, 0.02);
+  sv_objective obj = {3, NPTS, exp_loss, exp_res, &d};
+  double full[3] = {0, 0, 0}, loss_full = 0;
+  int steps_full = 0;
+  for (int stall = 0; stall < 2; stall++) {
+    env e = setup(3);
+    e.x[0] = 1, e.x[1] = 0.5, e.x[2] = 0;
+    sv_optim_opts o;
+    sv_optim_defaults(&o, SV_OPTIM_LM);
+    o.max_steps = 400;
+    o.gtol = 0; /* only the window (or max_steps) may stop it */
+    o.stall_window = stall ? 10 : 0;
+    o.stall_rtol = 1e-12;
+    sv_optim_result res;
+    ck_assert_msg(sv_minimize(e.r, e.p, &obj, &o, &res) == 0, "%s", sv_errmsg());
+    if (!stall) {
+      memcpy(full, e.x, sizeof full);
+      loss_full = res.loss;
+      steps_full = res.steps; /* until the damping overflows: the loss cannot fall further */
+    } else {
+      ck_assert_msg(res.converged && res.steps < steps_full && res.steps % 10 == 0,
+                    "stalled stop after %d steps of %d (converged %d)", res.steps, steps_full,
+                    res.converged);
+      for (int i = 0; i < 3; i++)
+        ck_assert_msg(fabs(e.x[i] - full[i]) < 1e-9, "theta[%d] = %.17g vs %.17g", i, e.x[i], full[i]);
+      ck_assert(fabs(res.loss - loss_full) <= 1e-12 * loss_full);
+    }
+    teardown(&e);
+  }
+  /* bad settings are refused by name */
+  env e = setup(3);
+  sv_optim_opts o;
+  sv_optim_defaults(&o, SV_OPTIM_LM);
+  o.stall_window = 5;
+  o.stall_rtol = 1.5;
+  ck_assert_int_eq(sv_minimize(e.r, e.p, &obj, &o, NULL), -1);
+  ck_assert_msg(strstr(sv_errmsg(), "stall_rtol"), "%s", sv_errmsg());
+  o.stall_window = -1;
+  ck_assert_int_eq(sv_minimize(e.r, e.p, &obj, &o, NULL), -1);
+  ck_assert_msg(strstr(sv_errmsg(), "stall_window"), "%s", sv_errmsg());
+  teardown(&e);
+}
+END_TEST
+
 /* Linear and underdetermined: r = B theta - y with B 5 x 12. From theta =
    0 every LM step lies in the row space of B, so LM must end at the
    minimum-norm solution pinv(B) y (GSL SVD), with zero residual. */
@@ -856,6 +905,7 @@ int main(void)
   tcase_add_test(tc, test_lbfgs_rosenbrock);
   tcase_add_test(tc, test_lbfgs_tao_options);
   tcase_add_test(tc, test_lm_exp_fit);
+  tcase_add_test(tc, test_lm_stall);
   tcase_add_test(tc, test_lm_noisy_vs_gsl);
   tcase_add_test(tc, test_lm_underdetermined_linear);
   tcase_add_test(tc, test_lm_underdetermined_nonlinear);

@@ -208,6 +208,17 @@ SV_API sv_node *sv_layer_norm_affine(sv_node *x, int naxes, double eps, sv_node 
                                      sv_node *shift);
 
 /*
+ * Causal depthwise convolution along time (the long convolution of
+ * state-space models), through FFTW: u [B, L, H] (B may be SV_BATCH) or
+ * [L, H], k [H, L] (one kernel per channel), y of u's shape with
+ *   y[b, l, h] = sum_{j <= l} k[h, j] u[b, l - j, h].
+ * Differentiable to any order in both u and k. Compiling a plan with it
+ * runs FFTW's planner (FFTW_MEASURE, up to about a second for long
+ * sequences), which is not thread-safe: compile from one thread at a time.
+ */
+SV_API sv_node *sv_causal_conv(sv_node *u, sv_node *k);
+
+/*
  * Vandermonde sums, the convolution kernels of diagonal state-space models
  * (S4D): for complex c = c_re + i c_im and s = s_re + i s_im given as four
  * real nodes of one shape [H, M] (or [M]), without a batch axis,
@@ -440,6 +451,11 @@ typedef struct sv_optim_opts {
   sv_lr_schedule schedule; /* SGD/Adam, see sv_lr_schedule */
   int warmup_steps;      /* SGD/Adam: linear warm-up steps (0: none) */
   double clip_norm;      /* SGD/Adam: clip the global gradient 2-norm to this (0: off) */
+  /* LM: stop (converged) when the loss fell by less than a fraction
+     stall_rtol over the last stall_window steps, checked every
+     stall_window steps (0: run every step) */
+  int stall_window;
+  double stall_rtol;
 } sv_optim_opts;
 
 /* Defaults for a kind: Adam lr 1e-3, betas 0.9/0.999, ... */

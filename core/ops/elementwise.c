@@ -22,27 +22,30 @@
 #define BINARY_KERNEL(fname, EXPR)                                                  \
   static int fname(const sv_kctx *k)                                                \
   {                                                                                 \
-    const double *a = sv__kin(k, 0), *b = sv__kin(k, 1);                            \
+    const double *a = sv__kin_at(k, 0), *b = sv__kin_at(k, 1);                      \
     size_t na = sv__kcount(k, 0), nb = sv__kcount(k, 1), no = k->ny;                \
-    double *o = k->y;                                                               \
+    double *o = k->y + k->off;                                                      \
     if (na == no && nb == no) {                                                     \
+      no = k->len;                                                                  \
       for (size_t i = 0; i < no; i++) {                                             \
         double x = a[i], y = b[i];                                                  \
         o[i] = (EXPR);                                                              \
       }                                                                             \
-    } else if (nb == 1) {                                                           \
+    } else if (nb == 1 && (na == no || na == 1)) {                                  \
       double y = b[0];                                                              \
+      no = na == 1 ? no : k->len; /* both scalars: no is the output's count */      \
       for (size_t i = 0; i < no; i++) {                                             \
         double x = a[i];                                                            \
         o[i] = (EXPR);                                                              \
       }                                                                             \
-    } else if (na == 1) {                                                           \
+    } else if (na == 1 && nb == no) {                                               \
       double x = a[0];                                                              \
+      no = k->len;                                                                  \
       for (size_t i = 0; i < no; i++) {                                             \
         double y = b[i];                                                            \
         o[i] = (EXPR);                                                              \
       }                                                                             \
-    } else {                                                                        \
+    } else { /* broadcasting: never fused (off 0, len ny) */                        \
       size_t d[4], sa[4], sb[4], m = 0;                                             \
       sv__pad4(k->ys, d);                                                           \
       sv__bstrides(sv__kshape(k, 0), d, sa);                                        \
@@ -110,7 +113,7 @@ static int add_fold(const sv_fold *f, int id) /* x + 0, 0 + x */
   int r = fold_identity(f, id, 0, 1, 0.0);
   return r >= 0 ? r : fold_identity(f, id, 1, 0, 0.0);
 }
-static const sv_opdef op_add = {.name = "add", .kernel = add_kernel, .vjp = add_vjp, .fold = add_fold,
+static const sv_opdef op_add = {.name = "add", .flags = SV_OPF_ELEMENTWISE, .kernel = add_kernel, .vjp = add_vjp, .fold = add_fold,
                                 .vjp_rows = add_vjp_rows};
 sv_node *sv_add(sv_node *a, sv_node *b) { return binary(&op_add, a, b); }
 
@@ -122,7 +125,7 @@ static sv_node *sub_vjp(sv_node *n, int i, sv_node *G)
   return sv__unbroadcast(i == 0 ? G : sv_neg(G), n->in[i]);
 }
 static int sub_fold(const sv_fold *f, int id) { return fold_identity(f, id, 0, 1, 0.0); } /* x - 0 */
-static const sv_opdef op_sub = {.name = "sub", .kernel = sub_kernel, .vjp = sub_vjp, .fold = sub_fold,
+static const sv_opdef op_sub = {.name = "sub", .flags = SV_OPF_ELEMENTWISE, .kernel = sub_kernel, .vjp = sub_vjp, .fold = sub_fold,
                                 .vjp_rows = sub_vjp_rows};
 sv_node *sv_sub(sv_node *a, sv_node *b) { return binary(&op_sub, a, b); }
 
@@ -138,7 +141,7 @@ static int mul_fold(const sv_fold *f, int id) /* x * 1, 1 * x */
   int r = fold_identity(f, id, 0, 1, 1.0);
   return r >= 0 ? r : fold_identity(f, id, 1, 0, 1.0);
 }
-static const sv_opdef op_mul = {.name = "mul", .kernel = mul_kernel, .vjp = mul_vjp, .fold = mul_fold,
+static const sv_opdef op_mul = {.name = "mul", .flags = SV_OPF_ELEMENTWISE, .kernel = mul_kernel, .vjp = mul_vjp, .fold = mul_fold,
                                 .vjp_rows = mul_vjp_rows};
 sv_node *sv_mul(sv_node *a, sv_node *b) { return binary(&op_mul, a, b); }
 
@@ -154,7 +157,7 @@ static sv_node *div_vjp(sv_node *n, int i, sv_node *G)
   return sv__unbroadcast(sv_neg(sv_div(sv_mul(G, n), b)), b);
 }
 static int div_fold(const sv_fold *f, int id) { return fold_identity(f, id, 0, 1, 1.0); } /* x / 1 */
-static const sv_opdef op_div = {.name = "div", .kernel = div_kernel, .vjp = div_vjp, .fold = div_fold,
+static const sv_opdef op_div = {.name = "div", .flags = SV_OPF_ELEMENTWISE, .kernel = div_kernel, .vjp = div_vjp, .fold = div_fold,
                                 .vjp_rows = div_vjp_rows};
 sv_node *sv_div(sv_node *a, sv_node *b) { return binary(&op_div, a, b); }
 
@@ -185,7 +188,7 @@ static sv_node *tanh_back_vjp(sv_node *n, int i, sv_node *G)
     return tanh_back(G, y);
   return sv_mul(sv_mul(G, A), sv_scale(y, -2.0));
 }
-static const sv_opdef op_tanh_back = {.name = "tanh_back", .kernel = tanh_back_kernel,
+static const sv_opdef op_tanh_back = {.name = "tanh_back", .flags = SV_OPF_ELEMENTWISE, .kernel = tanh_back_kernel,
                                       .vjp = tanh_back_vjp};
 /* One node where the shapes agree (the common case), the ops otherwise. */
 static sv_node *tanh_back(sv_node *G, sv_node *y)
@@ -207,10 +210,10 @@ static sv_node *tanh_back(sv_node *G, sv_node *y)
 #define UNARY_KERNEL(fname, EXPR)                                                   \
   static int fname(const sv_kctx *k)                                                \
   {                                                                                 \
-    const double *a = sv__kin(k, 0);                                                \
-    double *o = k->y, c = k->n->a;                                                  \
+    const double *a = sv__kin_at(k, 0);                                             \
+    double *o = k->y + k->off, c = k->n->a;                                         \
     (void)c;                                                                        \
-    for (size_t i = 0; i < k->ny; i++) {                                            \
+    for (size_t i = 0; i < k->len; i++) {                                           \
       double x = a[i];                                                              \
       o[i] = (EXPR);                                                                \
     }                                                                               \
@@ -232,7 +235,7 @@ static sv_node *unary(const sv_opdef *op, sv_node *a, double attr)
 
 UNARY_KERNEL(neg_kernel, -x)
 static sv_node *neg_vjp(sv_node *n, int i, sv_node *G) { (void)n, (void)i; return sv_neg(G); }
-static const sv_opdef op_neg = {.name = "neg", .kernel = neg_kernel, .vjp = neg_vjp};
+static const sv_opdef op_neg = {.name = "neg", .flags = SV_OPF_ELEMENTWISE, .kernel = neg_kernel, .vjp = neg_vjp};
 sv_node *sv_neg(sv_node *a) { return unary(&op_neg, a, 0); }
 
 /* ---------- square ---------- */
@@ -243,7 +246,7 @@ static sv_node *square_vjp(sv_node *n, int i, sv_node *G)
   (void)i;
   return sv_mul(G, sv_scale(n->in[0], 2.0));
 }
-static const sv_opdef op_square = {.name = "square", .kernel = square_kernel, .vjp = square_vjp};
+static const sv_opdef op_square = {.name = "square", .flags = SV_OPF_ELEMENTWISE, .kernel = square_kernel, .vjp = square_vjp};
 sv_node *sv_square(sv_node *a) { return unary(&op_square, a, 0); }
 
 /* ---------- pow: a^c for a constant c ---------- */
@@ -259,7 +262,7 @@ static sv_node *pow_vjp(sv_node *n, int i, sv_node *G)
     return sv_mul(G, sv_scale(a, 2.0));
   return sv_mul(G, sv_scale(sv_pow(a, n->a - 1.0), n->a));
 }
-static const sv_opdef op_pow = {.name = "pow", .kernel = pow_kernel, .vjp = pow_vjp};
+static const sv_opdef op_pow = {.name = "pow", .flags = SV_OPF_ELEMENTWISE, .kernel = pow_kernel, .vjp = pow_vjp};
 sv_node *sv_pow(sv_node *a, double p) { return unary(&op_pow, a, p); }
 
 /* ---------- exp ---------- */
@@ -268,41 +271,41 @@ sv_node *sv_pow(sv_node *a, double p) { return unary(&op_pow, a, p); }
 #define VMATH_KERNEL(fname, vfn)                                                    \
   static int fname(const sv_kctx *k)                                                \
   {                                                                                 \
-    vfn(sv__kin(k, 0), k->y, k->ny);                                                \
+    vfn(sv__kin_at(k, 0), k->y + k->off, k->len);                                   \
     return 0;                                                                       \
   }
 
 VMATH_KERNEL(exp_kernel, sv__vexp)
 static sv_node *exp_vjp(sv_node *n, int i, sv_node *G) { (void)i; return sv_mul(G, n); }
-static const sv_opdef op_exp = {.name = "exp", .kernel = exp_kernel, .vjp = exp_vjp};
+static const sv_opdef op_exp = {.name = "exp", .flags = SV_OPF_ELEMENTWISE, .kernel = exp_kernel, .vjp = exp_vjp};
 sv_node *sv_exp(sv_node *a) { return unary(&op_exp, a, 0); }
 
 /* ---------- log ---------- */
 
 UNARY_KERNEL(log_kernel, log(x))
 static sv_node *log_vjp(sv_node *n, int i, sv_node *G) { (void)i; return sv_div(G, n->in[0]); }
-static const sv_opdef op_log = {.name = "log", .kernel = log_kernel, .vjp = log_vjp};
+static const sv_opdef op_log = {.name = "log", .flags = SV_OPF_ELEMENTWISE, .kernel = log_kernel, .vjp = log_vjp};
 sv_node *sv_ln(sv_node *a) { return unary(&op_log, a, 0); }
 
 /* ---------- sqrt ---------- */
 
 UNARY_KERNEL(sqrt_kernel, sqrt(x))
 static sv_node *sqrt_vjp(sv_node *n, int i, sv_node *G) { (void)i; return sv_div(sv_scale(G, 0.5), n); }
-static const sv_opdef op_sqrt = {.name = "sqrt", .kernel = sqrt_kernel, .vjp = sqrt_vjp};
+static const sv_opdef op_sqrt = {.name = "sqrt", .flags = SV_OPF_ELEMENTWISE, .kernel = sqrt_kernel, .vjp = sqrt_vjp};
 sv_node *sv_sqrt(sv_node *a) { return unary(&op_sqrt, a, 0); }
 
 /* ---------- tanh: G (1 - tanh^2), fused ---------- */
 
 VMATH_KERNEL(tanh_kernel, sv__vtanh)
 static sv_node *tanh_vjp(sv_node *n, int i, sv_node *G) { (void)i; return tanh_back(G, n); }
-static const sv_opdef op_tanh = {.name = "tanh", .kernel = tanh_kernel, .vjp = tanh_vjp};
+static const sv_opdef op_tanh = {.name = "tanh", .flags = SV_OPF_ELEMENTWISE, .kernel = tanh_kernel, .vjp = tanh_vjp};
 sv_node *sv_tanh(sv_node *a) { return unary(&op_tanh, a, 0); }
 
 /* ---------- sin, cos ---------- */
 
 VMATH_KERNEL(sin_kernel, sv__vsin)
 static sv_node *sin_vjp(sv_node *n, int i, sv_node *G) { (void)i; return sv_mul(G, sv_cos(n->in[0])); }
-static const sv_opdef op_sin = {.name = "sin", .kernel = sin_kernel, .vjp = sin_vjp};
+static const sv_opdef op_sin = {.name = "sin", .flags = SV_OPF_ELEMENTWISE, .kernel = sin_kernel, .vjp = sin_vjp};
 sv_node *sv_sin(sv_node *a) { return unary(&op_sin, a, 0); }
 
 VMATH_KERNEL(cos_kernel, sv__vcos)
@@ -311,7 +314,7 @@ static sv_node *cos_vjp(sv_node *n, int i, sv_node *G)
   (void)i;
   return sv_neg(sv_mul(G, sv_sin(n->in[0])));
 }
-static const sv_opdef op_cos = {.name = "cos", .kernel = cos_kernel, .vjp = cos_vjp};
+static const sv_opdef op_cos = {.name = "cos", .flags = SV_OPF_ELEMENTWISE, .kernel = cos_kernel, .vjp = cos_vjp};
 sv_node *sv_cos(sv_node *a) { return unary(&op_cos, a, 0); }
 
 /* ---------- sigmoid: s' = s (1 - s) ---------- */
@@ -327,7 +330,7 @@ static sv_node *sigmoid_vjp(sv_node *n, int i, sv_node *G)
   (void)i;
   return sv_mul(G, sv_mul(n, sv_add_scalar(sv_neg(n), 1.0)));
 }
-static const sv_opdef op_sigmoid = {.name = "sigmoid", .kernel = sigmoid_kernel, .vjp = sigmoid_vjp};
+static const sv_opdef op_sigmoid = {.name = "sigmoid", .flags = SV_OPF_ELEMENTWISE, .kernel = sigmoid_kernel, .vjp = sigmoid_vjp};
 sv_node *sv_sigmoid(sv_node *a) { return unary(&op_sigmoid, a, 0); }
 
 /* ---------- softplus: log(1 + e^x), stable; derivative sigmoid ---------- */
@@ -339,7 +342,7 @@ static sv_node *softplus_vjp(sv_node *n, int i, sv_node *G)
   (void)i;
   return sv_mul(G, sv_sigmoid(n->in[0]));
 }
-static const sv_opdef op_softplus = {.name = "softplus", .kernel = softplus_kernel,
+static const sv_opdef op_softplus = {.name = "softplus", .flags = SV_OPF_ELEMENTWISE, .kernel = softplus_kernel,
                                      .vjp = softplus_vjp};
 sv_node *sv_softplus(sv_node *a) { return unary(&op_softplus, a, 0); }
 
@@ -352,7 +355,7 @@ static sv_node *erf_vjp(sv_node *n, int i, sv_node *G)
   const double two_over_sqrt_pi = 1.12837916709551257390;
   return sv_mul(G, sv_scale(sv_exp(sv_neg(sv_square(n->in[0]))), two_over_sqrt_pi));
 }
-static const sv_opdef op_erf = {.name = "erf", .kernel = erf_kernel, .vjp = erf_vjp};
+static const sv_opdef op_erf = {.name = "erf", .flags = SV_OPF_ELEMENTWISE, .kernel = erf_kernel, .vjp = erf_vjp};
 sv_node *sv_erf(sv_node *a) { return unary(&op_erf, a, 0); }
 
 /* ---------- gelu (the erf form, PyTorch's default nn.GELU) ----------
@@ -392,7 +395,7 @@ static sv_node *gelu_deriv_vjp(sv_node *n, int i, sv_node *G)
   sv_node *pdf = sv_scale(sv_exp(sv_scale(sv_square(x), -0.5)), 0.39894228040143267794);
   return sv_mul(G, sv_mul(pdf, sv_add_scalar(sv_neg(sv_square(x)), 2.0)));
 }
-static const sv_opdef op_gelu_deriv = {.name = "gelu_deriv", .kernel = gelu_deriv_kernel,
+static const sv_opdef op_gelu_deriv = {.name = "gelu_deriv", .flags = SV_OPF_ELEMENTWISE, .kernel = gelu_deriv_kernel,
                                        .vjp = gelu_deriv_vjp};
 
 static int gelu_kernel(const sv_kctx *k)
@@ -415,7 +418,7 @@ static sv_node *gelu_vjp(sv_node *n, int i, sv_node *G)
   (void)i;
   return sv_mul(G, unary(&op_gelu_deriv, n->in[0], 0));
 }
-static const sv_opdef op_gelu = {.name = "gelu", .kernel = gelu_kernel, .vjp = gelu_vjp};
+static const sv_opdef op_gelu = {.name = "gelu", .flags = SV_OPF_ELEMENTWISE, .kernel = gelu_kernel, .vjp = gelu_vjp};
 sv_node *sv_gelu(sv_node *a) { return unary(&op_gelu, a, 0); }
 
 /* ---------- scale: c a ---------- */
@@ -426,7 +429,7 @@ static int scale_fold(const sv_fold *f, int id)
 {
   return f->p->g->nodes[id]->a == 1.0 ? sv__fold_input(f, id, 0) : -1;
 }
-static const sv_opdef op_scale = {.name = "scale", .kernel = scale_kernel, .vjp = scale_vjp,
+static const sv_opdef op_scale = {.name = "scale", .flags = SV_OPF_ELEMENTWISE, .kernel = scale_kernel, .vjp = scale_vjp,
                                   .fold = scale_fold};
 sv_node *sv_scale(sv_node *a, double s) { return unary(&op_scale, a, s); }
 
@@ -438,6 +441,6 @@ static int add_scalar_fold(const sv_fold *f, int id)
 {
   return f->p->g->nodes[id]->a == 0.0 ? sv__fold_input(f, id, 0) : -1;
 }
-static const sv_opdef op_add_scalar = {.name = "add_scalar", .kernel = add_scalar_kernel,
+static const sv_opdef op_add_scalar = {.name = "add_scalar", .flags = SV_OPF_ELEMENTWISE, .kernel = add_scalar_kernel,
                                        .vjp = add_scalar_vjp, .fold = add_scalar_fold};
 sv_node *sv_add_scalar(sv_node *a, double s) { return unary(&op_add_scalar, a, s); }

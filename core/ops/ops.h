@@ -50,7 +50,20 @@ typedef struct {
   size_t ny;              /* its element count */
   double *work;           /* scratch of op->work() doubles (shared by all steps) */
   void *state;            /* what op->prepare() made for this node */
+  /* An elementwise op (SV_OPF_ELEMENTWISE) computes elements [off, off +
+     len) only: a fused chain runs its ops block by block (kernels.c). Other
+     ops see off 0, len ny. */
+  size_t off, len;
 } sv_kctx;
+
+/* Flags of an op. */
+enum {
+  /* Output element i is a function of element i of each input whose element
+     count is the output's and of the single element of 1-element inputs
+     (when the inputs are shaped so): chains of such ops are fused into one
+     loop over blocks at compile time. */
+  SV_OPF_ELEMENTWISE = 1
+};
 
 /* The view a folding rule gets of the plan being compiled: rep[i] is the
    node that node i was merged into (nodes before i are final). */
@@ -74,6 +87,7 @@ struct sv_opdef {
      selector whose changes move the output only where it jumps (the x of
      an argmax, class labels). Autodiff passes no adjoint to them. */
   unsigned nodiff;
+  unsigned flags;         /* SV_OPF_* */
   /* Optional, for batched nodes with an unbatched input i (a parameter):
      the per-row contributions of G to it, [B, count of input i], row r
      being what vjp gives for row r alone (jacobian_rows.c). */
@@ -134,6 +148,12 @@ static inline const sv_shape *sv__kshape(const sv_kctx *k, int i)
   return &k->p->shape[k->n->in[i]->id];
 }
 static inline size_t sv__kcount(const sv_kctx *k, int i) { return k->p->count[k->n->in[i]->id]; }
+/* An elementwise kernel's input i at its block: element off, or the single
+   element of a 1-element input. */
+static inline const double *sv__kin_at(const sv_kctx *k, int i)
+{
+  return sv__kin(k, i) + (sv__kcount(k, i) == 1 ? 0 : k->off);
+}
 
 /* Left-pad a shape with 1s to 4 axes (numpy's right alignment). */
 static inline void sv__pad4(const sv_shape *s, size_t d[4])
