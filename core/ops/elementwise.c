@@ -173,7 +173,8 @@ static sv_node *atan2_vjp(sv_node *n, int i, sv_node *G)
     return sv__unbroadcast(sv_div(sv_mul(G, b), r2), a);
   return sv__unbroadcast(sv_neg(sv_div(sv_mul(G, a), r2)), b);
 }
-static const sv_opdef op_atan2 = {.name = "atan2", .kernel = atan2_kernel, .vjp = atan2_vjp};
+static const sv_opdef op_atan2 = {.name = "atan2", .flags = SV_OPF_ELEMENTWISE, .kernel = atan2_kernel,
+                                   .vjp = atan2_vjp};
 sv_node *sv_atan2(sv_node *a, sv_node *b) { return binary(&op_atan2, a, b); }
 
 /* ---------- tanh_back: A (1 - y^2), the adjoint through tanh ---------- */
@@ -322,7 +323,7 @@ sv_node *sv_cos(sv_node *a) { return unary(&op_cos, a, 0); }
 /* through sv__vexp (vmath.c) */
 static int sigmoid_kernel(const sv_kctx *k)
 {
-  sv__vsigmoid(sv__kin(k, 0), k->y, k->ny);
+  sv__vsigmoid(sv__kin_at(k, 0), k->y + k->off, k->len);
   return 0;
 }
 static sv_node *sigmoid_vjp(sv_node *n, int i, sv_node *G)
@@ -372,10 +373,10 @@ sv_node *sv_erf(sv_node *a) { return unary(&op_erf, a, 0); }
 
 static int gelu_deriv_kernel(const sv_kctx *k)
 {
-  const double *a = sv__kin(k, 0);
-  double t[GELU_CHUNK], u[GELU_CHUNK];
-  for (size_t i0 = 0; i0 < k->ny; i0 += GELU_CHUNK) {
-    size_t m = k->ny - i0 < GELU_CHUNK ? k->ny - i0 : GELU_CHUNK;
+  const double *a = sv__kin_at(k, 0);
+  double *y = k->y + k->off, t[GELU_CHUNK], u[GELU_CHUNK];
+  for (size_t i0 = 0; i0 < k->len; i0 += GELU_CHUNK) {
+    size_t m = k->len - i0 < GELU_CHUNK ? k->len - i0 : GELU_CHUNK;
     const double *x = a + i0;
     for (size_t j = 0; j < m; j++) {
       t[j] = -x[j] * 0.70710678118654752440;
@@ -384,7 +385,7 @@ static int gelu_deriv_kernel(const sv_kctx *k)
     sv__verfc(t, t, m);
     sv__vexp(u, u, m);
     for (size_t j = 0; j < m; j++)
-      k->y[i0 + j] = 0.5 * t[j] + x[j] * 0.39894228040143267794 * u[j];
+      y[i0 + j] = 0.5 * t[j] + x[j] * 0.39894228040143267794 * u[j];
   }
   return 0;
 }
@@ -400,16 +401,16 @@ static const sv_opdef op_gelu_deriv = {.name = "gelu_deriv", .flags = SV_OPF_ELE
 
 static int gelu_kernel(const sv_kctx *k)
 {
-  const double *a = sv__kin(k, 0);
-  double t[GELU_CHUNK];
-  for (size_t i0 = 0; i0 < k->ny; i0 += GELU_CHUNK) {
-    size_t m = k->ny - i0 < GELU_CHUNK ? k->ny - i0 : GELU_CHUNK;
+  const double *a = sv__kin_at(k, 0);
+  double *y = k->y + k->off, t[GELU_CHUNK];
+  for (size_t i0 = 0; i0 < k->len; i0 += GELU_CHUNK) {
+    size_t m = k->len - i0 < GELU_CHUNK ? k->len - i0 : GELU_CHUNK;
     const double *x = a + i0;
     for (size_t j = 0; j < m; j++)
       t[j] = -x[j] * 0.70710678118654752440;
     sv__verfc(t, t, m);
     for (size_t j = 0; j < m; j++)
-      k->y[i0 + j] = x[j] * 0.5 * t[j];
+      y[i0 + j] = x[j] * 0.5 * t[j];
   }
   return 0;
 }
