@@ -144,7 +144,7 @@ void s4d_model_free(s4d_model *m)
 int s4d_model_new(s4d_model *m, const s4d_config *c, int B, int nplans)
 {
   memset(m, 0, sizeof *m);
-  if (c->H < 1 || c->layers < 1 || c->L < 1 || c->nclasses < 2 || B < 1 || nplans < 1)
+  if (c->H < 1 || c->layers < 0 || c->L < 1 || c->nclasses < 2 || B < 1 || nplans < 1)
     return sv_fail("S4D: bad sizes (H %d, layers %d, L %d, classes %d, rows %d, plans %d)", c->H,
                    c->layers, c->L, c->nclasses, B, nplans);
   if (c->N < 2 || c->N % 2)
@@ -184,6 +184,7 @@ int s4d_model_new(s4d_model *m, const s4d_config *c, int B, int nplans)
     return -1;
   }
   sv_node *to[3] = {m->loss, m->grad, m->logits}, *eo[2] = {m->logits, m->kernel0};
+  int neo = m->kernel0 ? 2 : 1; /* no kernel without layers */
   size_t np = sv_params_count(m->p), rows = (size_t)nplans * B;
   m->nplans = nplans;
   m->train = calloc((size_t)nplans, sizeof *m->train);
@@ -199,7 +200,7 @@ int s4d_model_new(s4d_model *m, const s4d_config *c, int B, int nplans)
   }
   for (int t = 0; t < nplans; t++) {
     m->train[t] = sv_compile(m->g, 3, to, 1);
-    m->eval[t] = m->train[t] ? sv_compile(m->g, 2, eo, 1) : NULL;
+    m->eval[t] = m->train[t] ? sv_compile(m->g, neo, eo, 1) : NULL;
     if (!m->train[t] || !m->eval[t] ||
         sv_plan_bind(m->train[t], m->x, m->xb + (size_t)t * B * L) < 0 ||
         sv_plan_bind(m->train[t], m->labels, m->yb + (size_t)t * B) < 0 ||
@@ -438,7 +439,10 @@ int s4d_logits_conv(s4d_model *m, int count, const double *x, double *logits)
   return s4d_parallel(n, run_eval, &j);
 }
 
-const double *s4d_kernel0(s4d_model *m) { return sv_plan_value(m->eval[0], m->kernel0); }
+const double *s4d_kernel0(s4d_model *m)
+{
+  return m->kernel0 ? sv_plan_value(m->eval[0], m->kernel0) : NULL;
+}
 
 
 /* ------------------------------------------------------------------ */
@@ -478,7 +482,7 @@ static int recurrent_rows(const s4d_model *m, int count, const double *x, double
   double *u = (double *)(st + nl * HM), *y = u + H, *z = y + H, *acc = z + 2 * H;
   const double *We = cblock(m, "enc.W"), *be = cblock(m, "enc.b");
   const double *Wh = cblock(m, "head.W"), *bh = cblock(m, "head.b");
-  const double *D[64], *W[64], *bW[64], *lg[64], *lb[64];
+  const double *D[64] = {0}, *W[64] = {0}, *bW[64] = {0}, *lg[64] = {0}, *lb[64] = {0};
   if (nl > 64)
     return sv_fail("S4D recurrent: at most 64 layers");
   if (!We || !be || !Wh || !bh)

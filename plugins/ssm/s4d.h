@@ -4,7 +4,8 @@
  *
  *   x [B, L] (one value per step)
  *   -> encoder: u = x W_enc + b_enc                          [B, L, H]
- *   -> `layers` times:
+ *   -> `layers` times (0 layers: an ablation, the encoder, the mean over
+ *      time and the head, a linear classifier of the mean pixel value):
  *        K = 2 Re sum_n C_n Bbar_n Abar_n^l per channel     [H, L]
  *            (sv_vandermonde of the trainable A, B, C, log dt)
  *        y = causal_conv(u, K) + D u;  y = GELU(y)

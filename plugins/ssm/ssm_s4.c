@@ -26,7 +26,7 @@ typedef struct {
   /* options */
   char data[1024], checkpoint[1024], mode[16];
   int H, N, layers, epochs, batch, pool, train_size, val_size, test_size, eval_only, grid, agree_rows;
-  int warmup, threads, blas_threads;
+  int warmup, threads, blas_threads, params_csv;
   double lr, ssm_lr, wd, dt_min, dt_max, clip;
   ssm_init init;
   ssm_disc disc;
@@ -201,7 +201,8 @@ static int s4_setup(sv_run *r, void **state)
                  "the full 28x28, L = 784", &s->pool) < 0 ||
       sv_opt_int(r, "-H", 64, "channels (model width)", &s->H) < 0 ||
       sv_opt_int(r, "-N", 64, "state size per channel (even: N/2 complex conjugate pairs)", &s->N) < 0 ||
-      sv_opt_int(r, "-layers", 2, "S4D blocks", &s->layers) < 0 ||
+      sv_opt_int(r, "-layers", 2, "S4D blocks (0: no state-space layer at all, an ablation: a "
+                 "linear classifier of the encoded pixels' mean over time)", &s->layers) < 0 ||
       sv_opt_string(r, "-init", "lin", "initialisation of the diagonal state: lin (A = -1/2 - i pi n), "
                     "inv (A = -1/2 - i N/pi (N/(2n+1) - 1)), legs (the eigenvalues of HiPPO-LegS, "
                     "B = V* B) or real (A = -(n+1))", init, sizeof init) < 0 ||
@@ -237,6 +238,8 @@ static int s4_setup(sv_run *r, void **state)
                  "minibatch through its own compiled plan (0: the online CPUs divided by the MPI "
                  "ranks, at least 1); with more than one, OpenBLAS runs single-threaded inside "
                  "them", &s->threads) < 0 ||
+      sv_opt_bool(r, "-params_csv", 0, "also write the trained parameters to params.csv (block, "
+                  "index, value)", &s->params_csv) < 0 ||
       sv_opt_int(r, "-agreement_rows", 16, "test images on which the recurrent and convolution "
                  "logits are compared", &s->agree_rows) < 0)
     return -1;
@@ -253,8 +256,8 @@ static int s4_setup(sv_run *r, void **state)
     return sv_fail("option -N = %d: at most %d", s->N, S4_MAX_N);
   if (s->H < 1 || s->H > S4_MAX_H)
     return sv_fail("option -H = %d: must be in [1, %d]", s->H, S4_MAX_H);
-  if (s->layers < 1 || s->layers > S4_MAX_LAYERS)
-    return sv_fail("option -layers = %d: must be in [1, %d]", s->layers, S4_MAX_LAYERS);
+  if (s->layers < 0 || s->layers > S4_MAX_LAYERS)
+    return sv_fail("option -layers = %d: must be in [0, %d]", s->layers, S4_MAX_LAYERS);
   if (s->pool != 1 && s->pool != 2 && s->pool != 4)
     return sv_fail("option -pool = %d: expected 1, 2 or 4", s->pool);
   if (!(s->dt_min > 0) || !(s->dt_max >= s->dt_min) || !isfinite(s->dt_max))
@@ -480,6 +483,20 @@ static int s4_run(sv_run *r, void *state)
     sv_metric(r, "samples_per_second", sps);
     sv_metric(r, "train_loss", res.loss);
     if (plot_epochs(r) < 0)
+      return -1;
+  }
+
+  if (s->params_csv) {
+    double *ix = malloc(np * sizeof *ix);
+    if (!ix)
+      return sv_fail("ssm_s4: out of memory");
+    for (size_t i = 0; i < np; i++)
+      ix[i] = (double)i;
+    const double *cols[2] = {ix, sv_params_data(s->m.p)};
+    const char *names[2] = {"index", "value"};
+    int wrc = sv_write_csv(r, "params.csv", 2, names, np, cols);
+    free(ix);
+    if (wrc < 0)
       return -1;
   }
 
