@@ -81,6 +81,9 @@ SV_HIDDEN void sv__vtanh(const double *x, double *y, size_t n);
 SV_HIDDEN void sv__vexp(const double *x, double *y, size_t n);
 SV_HIDDEN void sv__vsin(const double *x, double *y, size_t n);
 SV_HIDDEN void sv__vcos(const double *x, double *y, size_t n);
+SV_HIDDEN void sv__verfc(const double *x, double *y, size_t n);
+/* sigmoid over n values, through sv__vexp (x == y allowed) */
+SV_HIDDEN void sv__vsigmoid(const double *x, double *y, size_t n);
 SV_HIDDEN const char *sv__vmath_name(void);
 /* The Jacobian of a batched residual y ([B] or [B,1], rows independent)
    with respect to every block of p, as one [B, n] node; NULL when a use of

@@ -106,6 +106,8 @@ SV_API sv_node *sv_add(sv_node *a, sv_node *b);
 SV_API sv_node *sv_sub(sv_node *a, sv_node *b);
 SV_API sv_node *sv_mul(sv_node *a, sv_node *b);
 SV_API sv_node *sv_div(sv_node *a, sv_node *b);
+/* atan2(a, b): the angle of the point (b, a) in (-pi, pi], as C's atan2(y = a, x = b). */
+SV_API sv_node *sv_atan2(sv_node *a, sv_node *b);
 
 /* Elementwise unary ops. */
 SV_API sv_node *sv_neg(sv_node *a);
@@ -124,6 +126,9 @@ SV_API sv_node *sv_add_scalar(sv_node *a, double s); /* a + s */
 SV_API sv_node *sv_erf(sv_node *a);
 /* GELU, the erf form (PyTorch's default nn.GELU): x (1 + erf(x / sqrt 2)) / 2. */
 SV_API sv_node *sv_gelu(sv_node *a);
+/* The gated linear unit along the last axis (PyTorch's nn.GLU(dim=-1)):
+   z = [a, b] (two halves of the last axis, of even size) -> a * sigmoid(b). */
+SV_API sv_node *sv_glu(sv_node *z);
 
 /*
  * Matrix product through cblas_dgemm: op(a) * op(b), op = transpose when
@@ -212,6 +217,18 @@ SV_API sv_node *sv_layer_norm_affine(sv_node *x, int naxes, double eps, sv_node 
  * sequences), which is not thread-safe: compile from one thread at a time.
  */
 SV_API sv_node *sv_causal_conv(sv_node *u, sv_node *k);
+
+/*
+ * Vandermonde sums, the convolution kernels of diagonal state-space models
+ * (S4D): for complex c = c_re + i c_im and s = s_re + i s_im given as four
+ * real nodes of one shape [H, M] (or [M]), without a batch axis,
+ *   y[h, l] = sum_m Re(c[h, m] exp(l s[h, m])),  l = 0..L-1   -> [H, L] ([L]).
+ * With c = 2 C Bbar and s = log Abar this is K_l = 2 Re sum_m C_m Bbar_m
+ * Abar_m^l. O(H M L): e^s once per mode, then powers by complex
+ * multiplication (about l ulps from e^{l s}). Differentiable to any order in
+ * all four inputs.
+ */
+SV_API sv_node *sv_vandermonde(sv_node *c_re, sv_node *c_im, sv_node *s_re, sv_node *s_im, int L);
 
 /*
  * Reverse-mode derivatives, built as graph nodes.

@@ -1,6 +1,6 @@
 /*
  * elementwise.c -- ops that map elements to elements: the binary ops with
- * numpy broadcasting (add, sub, mul, div) and the unary maths (neg, square,
+ * numpy broadcasting (add, sub, mul, div, atan2) and the unary maths (neg, square,
  * pow, exp, ln, sqrt, tanh, sin, cos, sigmoid, softplus, erf, gelu, scale,
  * add_scalar), with the fused derivative nodes that PINN and classifier
  * graphs are full of (tanh_back, gelu_deriv).
@@ -184,6 +184,22 @@ static const sv_opdef op_div = {.name = "div", .flags = SV_OPF_ELEMENTWISE, .ker
                                 .vjp_rows = div_vjp_rows};
 sv_node *sv_div(sv_node *a, sv_node *b) { return binary(&op_div, a, b); }
 
+/* ---------- atan2(a, b): the angle of the point (b, a), in (-pi, pi] ---------- */
+
+BINARY_KERNEL(atan2_kernel, atan2(x, y))
+/* d/da = b / (a^2 + b^2), d/db = -a / (a^2 + b^2) */
+static sv_node *atan2_vjp(sv_node *n, int i, sv_node *G)
+{
+  sv_node *a = n->in[0], *b = n->in[1];
+  sv_node *r2 = sv_add(sv_square(a), sv_square(b));
+  if (i == 0)
+    return sv__unbroadcast(sv_div(sv_mul(G, b), r2), a);
+  return sv__unbroadcast(sv_neg(sv_div(sv_mul(G, a), r2)), b);
+}
+static const sv_opdef op_atan2 = {.name = "atan2", .flags = SV_OPF_ELEMENTWISE, .kernel = atan2_kernel,
+                                   .vjp = atan2_vjp};
+sv_node *sv_atan2(sv_node *a, sv_node *b) { return binary(&op_atan2, a, b); }
+
 /* ---------- tanh_back: A (1 - y^2), the adjoint through tanh ---------- */
 
 static sv_node *tanh_back(sv_node *G, sv_node *y);
@@ -327,14 +343,12 @@ sv_node *sv_cos(sv_node *a) { return unary(&op_cos, a, 0); }
 
 /* ---------- sigmoid: s' = s (1 - s) ---------- */
 
-static double sigmoid(double x)
+/* through sv__vexp (vmath.c) */
+static int sigmoid_kernel(const sv_kctx *k)
 {
-  if (x >= 0)
-    return 1.0 / (1.0 + exp(-x));
-  double e = exp(x);
-  return e / (1.0 + e);
+  sv__vsigmoid(sv__kin_at(k, 0), k->y + k->off, k->len);
+  return 0;
 }
-UNARY_KERNEL(sigmoid_kernel, sigmoid(x))
 static sv_node *sigmoid_vjp(sv_node *n, int i, sv_node *G)
 {
   (void)i;
@@ -377,10 +391,27 @@ sv_node *sv_erf(sv_node *a) { return unary(&op_erf, a, 0); }
  * gelu' is one fused node (gelu_deriv) so that training's backward pass is
  * one loop; its own rule is written in ops. */
 
-static double std_normal_cdf(double x) { return 0.5 * erfc(-x * 0.70710678118654752440); }
-static double std_normal_pdf(double x) { return 0.39894228040143267794 * exp(-0.5 * x * x); }
+/* erfc and exp a chunk at a time through sv__verfc and sv__vexp (vmath.c) */
+#define GELU_CHUNK 256
 
-UNARY_KERNEL(gelu_deriv_kernel, std_normal_cdf(x) + x * std_normal_pdf(x))
+static int gelu_deriv_kernel(const sv_kctx *k)
+{
+  const double *a = sv__kin_at(k, 0);
+  double *y = k->y + k->off, t[GELU_CHUNK], u[GELU_CHUNK];
+  for (size_t i0 = 0; i0 < k->len; i0 += GELU_CHUNK) {
+    size_t m = k->len - i0 < GELU_CHUNK ? k->len - i0 : GELU_CHUNK;
+    const double *x = a + i0;
+    for (size_t j = 0; j < m; j++) {
+      t[j] = -x[j] * 0.70710678118654752440;
+      u[j] = -0.5 * x[j] * x[j];
+    }
+    sv__verfc(t, t, m);
+    sv__vexp(u, u, m);
+    for (size_t j = 0; j < m; j++)
+      y[i0 + j] = 0.5 * t[j] + x[j] * 0.39894228040143267794 * u[j];
+  }
+  return 0;
+}
 static sv_node *gelu_deriv_vjp(sv_node *n, int i, sv_node *G)
 {
   (void)i;
@@ -391,7 +422,21 @@ static sv_node *gelu_deriv_vjp(sv_node *n, int i, sv_node *G)
 static const sv_opdef op_gelu_deriv = {.name = "gelu_deriv", .flags = SV_OPF_ELEMENTWISE, .kernel = gelu_deriv_kernel,
                                        .vjp = gelu_deriv_vjp};
 
-UNARY_KERNEL(gelu_kernel, x * std_normal_cdf(x))
+static int gelu_kernel(const sv_kctx *k)
+{
+  const double *a = sv__kin_at(k, 0);
+  double *y = k->y + k->off, t[GELU_CHUNK];
+  for (size_t i0 = 0; i0 < k->len; i0 += GELU_CHUNK) {
+    size_t m = k->len - i0 < GELU_CHUNK ? k->len - i0 : GELU_CHUNK;
+    const double *x = a + i0;
+    for (size_t j = 0; j < m; j++)
+      t[j] = -x[j] * 0.70710678118654752440;
+    sv__verfc(t, t, m);
+    for (size_t j = 0; j < m; j++)
+      y[i0 + j] = x[j] * 0.5 * t[j];
+  }
+  return 0;
+}
 static sv_node *gelu_vjp(sv_node *n, int i, sv_node *G)
 {
   (void)i;
