@@ -1,13 +1,16 @@
 /*
  * gemm_floor.c -- the matrix products of one mlp_step step, alone.
  *
- * The compiled plan of bench/mlp_step (4x32 tanh MLP, 128 points, u'' and
- * the weight gradient) runs 48 cblas_dgemm calls with the shapes below
- * (counted from the plan). Timing them alone gives a ceiling on the steps
- * per second that the graph can reach on this machine however fast every
- * other kernel is. Not a test: a diagnosis for bench/README.md.
+ * One step of bench/mlp_step (4x32 tanh MLP, 128 points, u'' and the
+ * weight gradient) runs the cblas_dgemm calls of one of the tables below,
+ * counted by interposing cblas_dgemm (LD_PRELOAD) under a run of mlp_step:
+ * 14 calls for the Taylor-mode graph (the default: u, u', u'' stacked into
+ * 384 rows per layer), 48 for reverse-over-reverse (`mlp_step -reverse`).
+ * Timing them alone gives a ceiling on the steps per second that graph can
+ * reach on this machine however fast every other kernel is. Not a test: a
+ * diagnosis for bench/README.md.
  *
- * Usage: gemm_floor [-steps N]     (OPENBLAS_NUM_THREADS applies)
+ * Usage: gemm_floor [-steps N] [-reverse]     (OPENBLAS_NUM_THREADS applies)
  */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L /* clock_gettime under -std=c11 */
@@ -23,12 +26,20 @@ typedef struct {
 } gemm_shape;
 
 /* C[M,N] = op(A) op(B), op(A) [M,K]; how many of each per step. */
-static const gemm_shape shapes[] = {
+static const gemm_shape jet_shapes[] = {
+    {384, 32, 32, 0, 0, 3}, {384, 32, 32, 0, 1, 3}, {32, 32, 384, 1, 0, 3},
+    {384, 32, 1, 0, 0, 1},  {384, 32, 1, 0, 1, 1},  {1, 32, 384, 1, 0, 1},
+    {32, 1, 384, 1, 0, 1},  {384, 1, 32, 0, 0, 1},
+};
+static const gemm_shape reverse_shapes[] = {
     {32, 32, 128, 1, 0, 12}, {128, 32, 32, 0, 1, 12}, {128, 32, 32, 0, 0, 12},
     {1, 32, 128, 1, 0, 3},   {128, 32, 1, 0, 0, 3},   {32, 1, 128, 1, 0, 2},
     {128, 32, 1, 0, 1, 2},   {128, 1, 32, 0, 1, 1},   {128, 1, 32, 0, 0, 1},
 };
-#define NSHAPES (int)(sizeof shapes / sizeof *shapes)
+#define COUNT(a) (int)(sizeof a / sizeof *a)
+
+static const gemm_shape *shapes = jet_shapes;
+static int NSHAPES = COUNT(jet_shapes);
 
 static double now(void)
 {
@@ -51,17 +62,21 @@ static void one_step(const double *A, const double *B, double *C)
 int main(int argc, char **argv)
 {
   int steps = 3000;
-  if (argc == 3 && strcmp(argv[1], "-steps") == 0)
-    steps = atoi(argv[2]);
-  else if (argc != 1) {
-    fprintf(stderr, "usage: gemm_floor [-steps N]\n");
-    return 2;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "-steps") == 0 && i + 1 < argc)
+      steps = atoi(argv[++i]);
+    else if (strcmp(argv[i], "-reverse") == 0)
+      shapes = reverse_shapes, NSHAPES = COUNT(reverse_shapes);
+    else {
+      fprintf(stderr, "usage: gemm_floor [-steps N] [-reverse]\n");
+      return 2;
+    }
   }
   if (steps < 1) {
     fprintf(stderr, "gemm_floor: -steps needs a positive integer\n");
     return 2;
   }
-  size_t big = 128 * 128;
+  size_t big = 384 * 384;
   double *A = malloc(big * sizeof *A), *B = malloc(big * sizeof *B), *C = malloc(big * sizeof *C);
   if (!A || !B || !C) {
     fprintf(stderr, "gemm_floor: out of memory\n");
