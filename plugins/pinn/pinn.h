@@ -10,9 +10,10 @@
  *     pinn_opts o;  pinn_opts_defaults(&o);  o.width = 20; ...   (its defaults)
  *     pinn_opts_declare(run, &o);                                 (-width ...)
  *     pinn_model *m = pinn_model_new(run, &o, lo, hi, npin, pins);
- *     sv_node *x = pinn_model_input(m);
- *     sv_node *N = pinn_model_net(m, "net", x);
- *     sv_node *y = ...;  sv_node *dy = sv_grad(y, x);  ...
+ *     pinn_jet X = pinn_model_input_jet(m, 2);                   (x, x' = 1, x'' = 0)
+ *     pinn_jet N = pinn_model_net_jet(m, "net", X);
+ *     pinn_jet Y = ...;  pinn_jet_derivs(m, &Y, &dy, &d2y);       (built forward)
+ *     sv_node *y = Y.v, *x = pinn_model_input(m);  ...
  *     pinn_model_add_output(m, "y", y);
  *     pinn_model_add_residual(m, "ode", r);
  *     pinn_model_train(m, &tr);            (Adam, then LM or L-BFGS)
