@@ -83,6 +83,23 @@ if run leg5 --plugin pinn_legendre -n 5 $small; then
   check leg5 max_abs_err 2e-5
 fi
 
+# The LM stall stop: by default (less than 0.1% over 100 steps) the
+# reduced run takes its whole budget (its loss still falls); with a loose
+# rule (less than 60% over 20 steps) it stops early, at a window's end,
+# still accurate (measured: 200 of 300 steps, 3.0e-7)
+if run leg3_stall --plugin pinn_legendre -n 3 $small -lm_stall_window 20 -lm_stall_rtol 0.6; then
+  full=$(metric "$work/leg3/summary.json" second_steps_taken)
+  st=$(metric "$work/leg3_stall/summary.json" second_steps_taken)
+  if [ "$full" = 300 ] && below "$st" 299 && [ $((st % 20)) = 0 ]; then
+    echo "ok   LM stall: $st of 300 steps (default rule: $full)"
+  else
+    echo "FAIL: LM stall: '$st' steps with -lm_stall_window 20 -lm_stall_rtol 0.6, '$full' by default (expected < 300 at a window's end, and 300)"
+    fail=1
+  fi
+  check leg3_stall rel_l2 1e-6
+fi
+refuse leg_stall "lm_stall_rtol = 1: must be in \[0, 1)" --plugin pinn_legendre -lm_stall_rtol 1
+
 # Hypergeometric, (a, b, c) = (-2, 1, 1) on [0, 2]: exact y = (1 - x)^2
 # (measured: 2.4e-7 on [0, 1), 3.7e-5 on (1, 2])
 if run hyp --plugin pinn_hypergeometric $small; then

@@ -283,16 +283,20 @@ static int accretion_run(sv_run *r, void *state)
   a->m = pinn_model_new(r, &a->o, a->r_in, rb, 1, &a->r_c);
   if (!a->m)
     return -1;
+  /* rho, v built forward with rho', v' (Taylor mode, first order;
+     -derivatives reverse: sv_grad) */
   sv_node *x = pinn_model_input(a->m);
-  sv_node *s = pinn_normalize(x, a->r_in, rb);
-  sv_node *N1 = sv_scale(pinn_model_net(a->m, "rho", s), OUTPUT_SCALE);
-  sv_node *N2 = sv_scale(pinn_model_net(a->m, "v", s), OUTPUT_SCALE);
-  sv_node *g = sv_div(sv_add_scalar(sv_neg(x), rb), x); /* (r_b - r)/r */
-  sv_node *rho = sv_add_scalar(sv_mul(g, sv_scale(sv_exp(sv_neg(N1)), a->amp)), a->rho_b);
-  sv_node *v = sv_mul(sv_scale(sv_pow(sv_scale(x, 1 / rb), -a->q), a->v_b),
-                      sv_exp(sv_neg(sv_mul(g, N2))));
-  sv_node *drho, *dv;
-  if (pinn_derivs(a->m, rho, &drho, NULL) < 0 || pinn_derivs(a->m, v, &dv, NULL) < 0)
+  pinn_jet X = pinn_model_input_jet(a->m, 1);
+  pinn_jet s = pinn_jet_normalize(X, a->r_in, rb);
+  pinn_jet N1 = pinn_jet_scale(pinn_model_net_jet(a->m, "rho", s), OUTPUT_SCALE);
+  pinn_jet N2 = pinn_jet_scale(pinn_model_net_jet(a->m, "v", s), OUTPUT_SCALE);
+  pinn_jet g = pinn_jet_div(pinn_jet_add_scalar(pinn_jet_neg(X), rb), X); /* (r_b - r)/r */
+  pinn_jet Rho = pinn_jet_add_scalar(
+      pinn_jet_mul(g, pinn_jet_scale(pinn_jet_exp(pinn_jet_neg(N1)), a->amp)), a->rho_b);
+  pinn_jet V = pinn_jet_mul(pinn_jet_scale(pinn_jet_pow(pinn_jet_scale(X, 1 / rb), -a->q), a->v_b),
+                            pinn_jet_exp(pinn_jet_neg(pinn_jet_mul(g, N2))));
+  sv_node *rho = Rho.v, *v = V.v, *drho, *dv;
+  if (pinn_jet_derivs(a->m, &Rho, &drho, NULL) < 0 || pinn_jet_derivs(a->m, &V, &dv, NULL) < 0)
     return -1;
 
   /* c_s^2 = Gamma theta / (1 + n theta), theta = K rho^(Gamma-1) */

@@ -164,11 +164,14 @@ static int hyperg_reference(const hyperg_state *s, int n, const double *x, doubl
 
 static int hyperg_build(sv_run *r, pinn_model *m, const hyperg_state *s)
 {
+  /* built forward with y' and y'' (Taylor mode; -derivatives reverse:
+     sv_grad twice) */
   sv_node *x = pinn_model_input(m);
-  sv_node *N = pinn_model_net(m, "net", pinn_normalize(x, 0.0, s->x_max));
-  sv_node *y = sv_add_scalar(sv_mul(x, N), 1.0);
-  sv_node *dy, *d2y;
-  if (pinn_derivs(m, y, &dy, &d2y) < 0)
+  pinn_jet X = pinn_model_input_jet(m, 2);
+  pinn_jet N = pinn_model_net_jet(m, "net", pinn_jet_normalize(X, 0.0, s->x_max));
+  pinn_jet Y = pinn_jet_add_scalar(pinn_jet_mul(X, N), 1.0);
+  sv_node *y = Y.v, *dy, *d2y;
+  if (pinn_jet_derivs(m, &Y, &dy, &d2y) < 0)
     return -1;
   /* x (1 - x) y'' + [c - (a + b + 1) x] y' - a b y */
   sv_node *x1mx = sv_mul(x, sv_add_scalar(sv_neg(x), 1.0));

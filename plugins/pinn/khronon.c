@@ -176,16 +176,19 @@ static int khronon_setup(sv_run *r, void **state)
 /* The model                                                           */
 /* ------------------------------------------------------------------ */
 
-/* y = 1 - x/2 - x^2/8 - x^3/16 + x^4 N / 100, or y = 1 + (1 - e^-x) N. */
-static sv_node *trial_solution(const khronon *k, sv_node *x, sv_node *N)
+/* y = 1 - x/2 - x^2/8 - x^3/16 + x^4 N / 100, or y = 1 + (1 - e^-x) N,
+   built forward with y' and y'' (pinn.h, "Input derivatives"). */
+static pinn_jet trial_solution(const khronon *k, pinn_jet x, pinn_jet N)
 {
   if (!k->taylor)
-    return sv_add_scalar(sv_mul(sv_add_scalar(sv_neg(sv_exp(sv_neg(x))), 1), N), 1);
-  sv_node *x2 = sv_square(x);
-  sv_node *poly = sv_add_scalar(
-      sv_add(sv_add(sv_scale(x, -0.5), sv_scale(x2, -0.125)), sv_scale(sv_mul(x2, x), -1.0 / 16)),
+    return pinn_jet_add_scalar(
+        pinn_jet_mul(pinn_jet_add_scalar(pinn_jet_neg(pinn_jet_exp(pinn_jet_neg(x))), 1), N), 1);
+  pinn_jet x2 = pinn_jet_square(x);
+  pinn_jet poly = pinn_jet_add_scalar(
+      pinn_jet_add(pinn_jet_add(pinn_jet_scale(x, -0.5), pinn_jet_scale(x2, -0.125)),
+                   pinn_jet_scale(pinn_jet_mul(x2, x), -1.0 / 16)),
       1);
-  return sv_add(poly, sv_mul(sv_square(x2), sv_scale(N, OUTPUT_SCALE)));
+  return pinn_jet_add(poly, pinn_jet_mul(pinn_jet_square(x2), pinn_jet_scale(N, OUTPUT_SCALE)));
 }
 
 /*
@@ -337,9 +340,11 @@ static int khronon_run(sv_run *r, void *state)
   if (!k->m)
     return -1;
   sv_node *x = pinn_model_input(k->m);
-  sv_node *N = pinn_model_net(k->m, "net", pinn_normalize(x, 0, k->x_max));
-  sv_node *y = trial_solution(k, x, N), *dy, *d2y;
-  if (pinn_derivs(k->m, y, &dy, &d2y) < 0)
+  pinn_jet X = pinn_model_input_jet(k->m, 2);
+  pinn_jet N = pinn_model_net_jet(k->m, "net", pinn_jet_normalize(X, 0, k->x_max));
+  pinn_jet Y = trial_solution(k, X, N);
+  sv_node *y = Y.v, *dy, *d2y;
+  if (pinn_jet_derivs(k->m, &Y, &dy, &d2y) < 0)
     return -1;
   if (pinn_model_add_output(k->m, "y", y) < 0 ||
       pinn_model_add_residual(k->m, "khronon", residual(k, x, y, dy, d2y)) < 0)

@@ -101,13 +101,17 @@ static int legendre_reference(int deg, int n, const double *x, double *y)
 /* Build y, its residual, train. */
 static int legendre_build(pinn_model *m, int deg)
 {
+  /* built forward with y' and y'' (Taylor mode; -derivatives reverse:
+     sv_grad twice) */
   sv_node *x = pinn_model_input(m);
-  sv_node *N = pinn_model_net(m, "net", x);
+  pinn_jet X = pinn_model_input_jet(m, 2);
+  pinn_jet N = pinn_model_net_jet(m, "net", X);
   /* phi = 1 - exp(-(x + 1)) */
-  sv_node *phi = sv_add_scalar(sv_neg(sv_exp(sv_neg(sv_add_scalar(x, 1.0)))), 1.0);
-  sv_node *y = sv_add_scalar(sv_mul(phi, N), deg % 2 ? -1.0 : 1.0);
-  sv_node *dy, *d2y;
-  if (pinn_derivs(m, y, &dy, &d2y) < 0)
+  pinn_jet phi = pinn_jet_add_scalar(
+      pinn_jet_neg(pinn_jet_exp(pinn_jet_neg(pinn_jet_add_scalar(X, 1.0)))), 1.0);
+  pinn_jet Y = pinn_jet_add_scalar(pinn_jet_mul(phi, N), deg % 2 ? -1.0 : 1.0);
+  sv_node *y = Y.v, *dy, *d2y;
+  if (pinn_jet_derivs(m, &Y, &dy, &d2y) < 0)
     return -1;
   /* (1 - x^2) y'' - 2 x y' + n(n+1) y */
   sv_node *one_m_x2 = sv_add_scalar(sv_neg(sv_square(x)), 1.0);

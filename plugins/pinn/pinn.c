@@ -36,6 +36,13 @@ const char *pinn_continuation_name(pinn_continuation c)
   return (unsigned)c < 2u ? continuation_names[c] : "?";
 }
 
+static const char *const derivatives_names[] = {"jet", "reverse"};
+
+const char *pinn_derivatives_name(pinn_derivatives d)
+{
+  return (unsigned)d < 2u ? derivatives_names[d] : "?";
+}
+
 void pinn_opts_defaults(pinn_opts *o)
 {
   memset(o, 0, sizeof *o);
@@ -56,6 +63,12 @@ void pinn_opts_defaults(pinn_opts *o)
   o->lbfgs_steps = 2000;
   o->ftol = 0;
   o->gtol = 1e-14;
+  /* converged: the loss fell by less than 0.1% over 100 steps (the
+     default runs' losses still fall by 6-30% per 100 steps at the end of
+     their budgets, so they run every step; a plateau stops) */
+  o->lm_stall_window = 100;
+  o->lm_stall_rtol = 1e-3;
+  o->derivatives = PINN_DERIVATIVES_JET;
   o->eval_points = 1001;
   o->grid = PINN_GRID_EVEN;
   o->declare_continuation = 0;
@@ -85,7 +98,7 @@ static int check_range_int(const char *name, int v, int lo, int hi, const char *
 
 int pinn_opts_declare(sv_run *r, pinn_opts *o)
 {
-  char act[32], second[32], grid[32], cont[32];
+  char act[32], second[32], grid[32], cont[32], deriv[32];
   if (sv_opt_int(r, "-width", o->width, "hidden layer width", &o->width) < 0 ||
       sv_opt_int(r, "-depth", o->depth, "number of hidden layers", &o->depth) < 0 ||
       sv_opt_string(r, "-activation", sv_activation_name(o->act),
@@ -122,6 +135,25 @@ int pinn_opts_declare(sv_run *r, pinn_opts *o)
       sv_opt_real(r, "-gtol", o->gtol,
                   "stop LM when its step, or L-BFGS when the gradient norm, is below this",
                   &o->gtol) < 0 ||
+      sv_opt_int(r, "-lm_stall_window", o->lm_stall_window,
+                 "stop Levenberg-Marquardt as converged when its loss fell by less than the "
+                 "fraction -lm_stall_rtol over the last this many steps (checked every window; "
+                 "0: run every step)", &o->lm_stall_window) < 0 ||
+      sv_opt_real(r, "-lm_stall_rtol", o->lm_stall_rtol,
+                  "relative decrease of the loss over -lm_stall_window steps below which "
+                  "Levenberg-Marquardt stops (in [0, 1); 0: only when the loss stops "
+                  "falling at all)", &o->lm_stall_rtol) < 0 ||
+      sv_opt_string(r, "-derivatives", pinn_derivatives_name(o->derivatives),
+                    "input derivatives u', u'' of the trial solution: jet (Taylor mode: the "
+                    "value and derivatives pushed forward together, one matrix product per "
+                    "layer; the weight gradient and Jacobian by ordinary reverse mode) or "
+                    "reverse (reverse over reverse, sv_grad of sv_grad: the same numbers to "
+                    "round-off, slower; for comparison)", deriv, sizeof deriv) < 0 ||
+      sv_opt_bool(r, "-write_gradient", o->write_gradient,
+                  "write gradient.csv: the loss gradient at the initial parameters, from the "
+                  "gradient plan (Adam's) and as 2 J^T r from the Jacobian (Levenberg-"
+                  "Marquardt's), e.g. to compare -derivatives jet and reverse",
+                  &o->write_gradient) < 0 ||
       sv_opt_int(r, "-eval_points", o->eval_points, "points of the evaluation grid",
                  &o->eval_points) < 0 ||
       sv_opt_real(r, "-trust_between", o->trust_between,
@@ -181,6 +213,14 @@ int pinn_opts_declare(sv_run *r, pinn_opts *o)
     }
   if (!found)
     return sv_fail("option -continuation '%s': expected frobenius or none", cont);
+  found = 0;
+  for (int i = 0; i < 2; i++)
+    if (strcasecmp(deriv, derivatives_names[i]) == 0) {
+      o->derivatives = (pinn_derivatives)i;
+      found = 1;
+    }
+  if (!found)
+    return sv_fail("option -derivatives '%s': expected jet or reverse", deriv);
   if (!(o->frobenius_window > 0 && o->frobenius_window < 1))
     return sv_fail("option -frobenius_window = %g: must be in (0, 1) (a fraction of the radius "
                    "of convergence of the local series)", o->frobenius_window);
@@ -199,6 +239,7 @@ int pinn_opts_declare(sv_run *r, pinn_opts *o)
       check_range_int("-adam_restart", o->adam_restart, 0, MAX_STEPS, NULL) < 0 ||
       check_range_int("-lm_steps", o->lm_steps, 0, MAX_STEPS, NULL) < 0 ||
       check_range_int("-lbfgs_steps", o->lbfgs_steps, 0, MAX_STEPS, NULL) < 0 ||
+      check_range_int("-lm_stall_window", o->lm_stall_window, 0, MAX_STEPS, NULL) < 0 ||
       check_range_int("-eval_points", o->eval_points, 2, MAX_EVAL, NULL) < 0 ||
       check_range_int("-frobenius_points", o->frobenius_points, 4, MAX_POINTS,
                       "at least two points on each side") < 0 ||
@@ -219,6 +260,9 @@ int pinn_opts_declare(sv_run *r, pinn_opts *o)
     return sv_fail("option -ftol = %g: must be >= 0", o->ftol);
   if (!(o->gtol >= 0) || !isfinite(o->gtol))
     return sv_fail("option -gtol = %g: must be >= 0", o->gtol);
+  if (!(o->lm_stall_rtol >= 0 && o->lm_stall_rtol < 1))
+    return sv_fail("option -lm_stall_rtol = %g: must be in [0, 1) (a relative decrease of the "
+                   "loss)", o->lm_stall_rtol);
   if (o->points < sv_run_size(r))
     return sv_fail("option -points = %d: fewer points than the %d MPI ranks", o->points,
                    sv_run_size(r));
@@ -264,6 +308,7 @@ struct pinn_model {
     sv_node *w;                         /* input: the weight of each matching row */
     sv_lsq *lsq;
   } sing[PINN_MAX_SINGULAR];
+  char *jet_error;                      /* a network jet that could not be built */
   sv_objective obj;                     /* what the optimizers see: all the lsq's */
   double *gtmp;                         /* a gradient buffer for summing them */
 };
@@ -471,6 +516,7 @@ void pinn_model_free(pinn_model *m)
     free(m->sing[k].wts);
   }
   free(m->gtmp);
+  free(m->jet_error);
   free(m->pts);
   free(m->grid);
   free(m);
@@ -517,11 +563,63 @@ int pinn_derivs(pinn_model *m, sv_node *y, sv_node **d1, sv_node **d2)
   return 0;
 }
 
+pinn_jet pinn_model_input_jet(pinn_model *m, int order)
+{
+  pinn_jet j = {m ? m->x : NULL, {NULL, NULL}, {1.0, 0.0}, 0};
+  if (m && m->o.derivatives == PINN_DERIVATIVES_JET)
+    j.order = order < 1 ? 1 : order > 2 ? 2 : order;
+  return j;
+}
+
+pinn_jet pinn_model_net_jet(pinn_model *m, const char *name, pinn_jet t)
+{
+  pinn_jet bad = {NULL, {NULL, NULL}, {0, 0}, 0};
+  if (!m || !t.v)
+    return bad;
+  if (t.order == 0) {
+    bad.v = pinn_model_net(m, name, t.v);
+    return bad;
+  }
+  sv_jet J;
+  if (sv_mlp_jet(m->p, NULL, name, t.v, m->o.width, m->o.depth, 1, m->o.act, t.order, &J) < 0) {
+    /* kept for pinn_jet_derivs and add_node, which report it */
+    if (!m->jet_error)
+      m->jet_error = strdup(sv_errmsg());
+    return bad;
+  }
+  return pinn_jet_chain(t, J.u, J.du[0], J.d2u[0]);
+}
+
+int pinn_jet_derivs(pinn_model *m, const pinn_jet *y, sv_node **d1, sv_node **d2)
+{
+  if (!m || !y || !d1)
+    return sv_fail("pinn_jet_derivs: missing argument");
+  if (m->jet_error)
+    return sv_fail("pinn: building the network's jet: %s", m->jet_error);
+  if (y->order == 0)
+    return pinn_derivs(m, y->v, d1, d2);
+  if (d2 && y->order < 2)
+    return sv_fail("pinn_jet_derivs: the jet carries first derivatives only (built with "
+                   "order 1)");
+  *d1 = pinn_jet_node(y, 0);
+  if (d2)
+    *d2 = pinn_jet_node(y, 1);
+  const char *e = sv_graph_error(m->g);
+  if (e)
+    return sv_fail("pinn: building derivatives: %s", e);
+  if (!*d1 || (d2 && !*d2))
+    return sv_fail("pinn: building derivatives failed");
+  return 0;
+}
+
 static int add_node(pinn_model *m, const char *what, int max, int *n, sv_node **nodes,
                     char **names, const char *name, sv_node *v)
 {
   if (!m)
     return sv_fail("pinn: no model");
+  if (m->jet_error)
+    return sv_fail("pinn: %s '%s': building the network's jet: %s", what, name ? name : "?",
+                   m->jet_error);
   const char *e = sv_graph_error(m->g);
   if (e)
     return sv_fail("pinn: %s '%s': the graph has an error: %s", what, name ? name : "?", e);
@@ -828,6 +926,41 @@ static int fit_matching(pinn_model *m, int left_only)
   return 0;
 }
 
+/*
+ * gradient.csv at the current parameters (-write_gradient): the loss
+ * gradient from loss_grad, and 2 J^T r from the residuals and their
+ * Jacobian (both summed over the ranks); metric initial_loss.
+ */
+static int write_gradient(pinn_model *m)
+{
+  const sv_objective *o = &m->obj;
+  size_t n = o->n, rows = o->m;
+  double *theta = sv_params_data(m->p);
+  double *g = calloc(2 * n + 1, sizeof *g), *res = malloc((rows + 1) * sizeof *res);
+  double *J = malloc((rows * n + 1) * sizeof *J);
+  int rc = !g || !res || !J ? sv_fail("pinn: out of memory for gradient.csv") : 0;
+  double *g2 = g + n, loss = 0;
+  if (rc == 0)
+    rc = o->loss_grad(o->ctx, theta, &loss, g);
+  if (rc == 0)
+    rc = o->residuals(o->ctx, theta, res, J);
+  for (size_t i = 0; i < rows && rc == 0; i++)
+    for (size_t j = 0; j < n; j++)
+      g2[j] += 2 * J[i * n + j] * res[i];
+  g[2 * n] = loss;
+  if (rc == 0 && sv_run_size(m->r) > 1)
+    rc = sv_allreduce_sum(m->r, g, 2 * n + 1);
+  if (rc == 0) {
+    static const char *const names[] = {"loss_gradient", "jacobian_gradient"};
+    const double *cols[] = {g, g2};
+    rc = sv_write_csv(m->r, "gradient.csv", 2, names, n, cols);
+  }
+  if (rc == 0)
+    rc = sv_metric(m->r, "initial_loss", g[2 * n]);
+  free(g), free(res), free(J);
+  return rc;
+}
+
 static int on_step(void *ctx, int step)
 {
   pinn_model *m = ctx;
@@ -956,6 +1089,8 @@ int pinn_model_train(pinn_model *m, pinn_train_result *res)
   }
   sv_metric(r, "parameters", (double)sv_params_count(m->p));
   sv_metric(r, "points", m->total);
+  if (m->o.write_gradient && write_gradient(m) < 0)
+    return sv_fail_context("pinn: gradient.csv");
 
   double t0 = 0;
   sv_optim_result or;
@@ -1001,6 +1136,10 @@ int pinn_model_train(pinn_model *m, pinn_train_result *res)
       so.max_steps = steps;
       so.gtol = m->o.gtol;
       so.ftol = m->o.ftol;
+      if (lm) {
+        so.stall_window = m->o.lm_stall_window;
+        so.stall_rtol = m->o.lm_stall_rtol;
+      }
       so.on_step = on_step;
       so.on_step_ctx = m;
       m->stage = so.stage;
@@ -1022,6 +1161,9 @@ int pinn_model_train(pinn_model *m, pinn_train_result *res)
     res->loss = loss;
   }
   res->total_seconds = t0;
+  /* steps taken (a stage may stop before its budget: ftol, gtol, the LM stall) */
+  sv_metric(r, "adam_steps_taken", res->adam_steps);
+  sv_metric(r, "second_steps_taken", res->second_steps);
   sv_metric(r, "final_loss", res->loss);
   sv_metric(r, "train_seconds", t0);
   return 0;

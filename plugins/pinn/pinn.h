@@ -10,9 +10,10 @@
  *     pinn_opts o;  pinn_opts_defaults(&o);  o.width = 20; ...   (its defaults)
  *     pinn_opts_declare(run, &o);                                 (-width ...)
  *     pinn_model *m = pinn_model_new(run, &o, lo, hi, npin, pins);
- *     sv_node *x = pinn_model_input(m);
- *     sv_node *N = pinn_model_net(m, "net", x);
- *     sv_node *y = ...;  sv_node *dy = sv_grad(y, x);  ...
+ *     pinn_jet X = pinn_model_input_jet(m, 2);                   (x, x' = 1, x'' = 0)
+ *     pinn_jet N = pinn_model_net_jet(m, "net", X);
+ *     pinn_jet Y = ...;  pinn_jet_derivs(m, &Y, &dy, &d2y);       (built forward)
+ *     sv_node *y = Y.v, *x = pinn_model_input(m);  ...
  *     pinn_model_add_output(m, "y", y);
  *     pinn_model_add_residual(m, "ode", r);
  *     pinn_model_train(m, &tr);            (Adam, then LM or L-BFGS)
@@ -45,6 +46,10 @@ typedef enum { PINN_GRID_EVEN = 0, PINN_GRID_CHEBYSHEV } pinn_grid;
    domain (see "Regular singular points" below). */
 typedef enum { PINN_CONTINUATION_NONE = 0, PINN_CONTINUATION_FROBENIUS } pinn_continuation;
 
+/* How the input derivatives u', u'' of a trial solution are built (see
+   "Input derivatives" below): Taylor mode, or reverse over reverse. */
+typedef enum { PINN_DERIVATIVES_JET = 0, PINN_DERIVATIVES_REVERSE } pinn_derivatives;
+
 typedef struct pinn_opts {
   /* network: depth hidden layers of width, activation */
   int width, depth;
@@ -64,6 +69,15 @@ typedef struct pinn_opts {
   int lm_steps, lbfgs_steps;
   double ftol;                  /* stop a stage when the loss is below */
   double gtol;                  /* stop LM / L-BFGS on a small step / gradient */
+  /* LM has converged when its loss fell by less than the fraction
+     lm_stall_rtol over the last lm_stall_window steps (checked every
+     window; 0: run every step). */
+  int lm_stall_window;
+  double lm_stall_rtol;
+  /* Input derivatives: jet (Taylor mode) or reverse (sv_grad twice). */
+  pinn_derivatives derivatives;
+  /* Write gradient.csv at the initial parameters (-write_gradient). */
+  int write_gradient;
   /* Evaluation grid size. */
   int eval_points;
   /* Collocation start grid (also the grid of the second stage). */
@@ -99,15 +113,17 @@ void pinn_opts_defaults(pinn_opts *o);
  *   -width -depth -activation -points -resample_every
  *   -adam_steps -adam_lr -adam_restart -adam_restart_mult -adam_lr_min
  *   -adam_beta1 -adam_beta2 -second_stage lm|lbfgs|none -lm_steps
- *   -lbfgs_steps -ftol -gtol -eval_points -grid even|chebyshev
+ *   -lbfgs_steps -ftol -gtol -lm_stall_window -lm_stall_rtol -eval_points
+ *   -grid even|chebyshev -derivatives jet|reverse -write_gradient
  * Refuses values out of range with a message naming the option.
  */
 int pinn_opts_declare(sv_run *r, pinn_opts *o);
 
-/* "lm", "lbfgs", "none"; "even", "chebyshev"; "none", "frobenius". */
+/* "lm", "lbfgs", "none"; "even", "chebyshev"; "none", "frobenius"; "jet", "reverse". */
 const char *pinn_second_name(pinn_second s);
 const char *pinn_grid_name(pinn_grid g);
 const char *pinn_continuation_name(pinn_continuation c);
+const char *pinn_derivatives_name(pinn_derivatives d);
 
 /* ------------------------------------------------------------------ */
 /* Model                                                               */
@@ -144,6 +160,61 @@ sv_node *pinn_normalize(sv_node *x, double lo, double hi);
 /* First and second derivatives of a [B,1] node w.r.t. the input, row by
    row (d2 may be NULL). */
 int pinn_derivs(pinn_model *m, sv_node *y, sv_node **d1, sv_node **d2);
+
+/* ------------------------------------------------------------------ */
+/* Input derivatives: Taylor mode (jets)                               */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A trial solution built forward with its derivatives with respect to the
+ * model's input x (jet_algebra.c): each pinn_jet carries the value and
+ * d/dx, d2/dx2, each a node or (d[k] NULL) the constant c[k]; the ops
+ * apply the sum, product, quotient and chain rules, and a network's jet
+ * comes from sv_mlp_jet (u, u', u'' stacked through each layer: one matrix
+ * product per layer, the weight gradient ordinary reverse mode). With
+ * -derivatives reverse the jets carry values only (order 0, the same ops
+ * as the plain sv_* calls) and pinn_jet_derivs takes sv_grad twice, as
+ * pinn_derivs does: the two are the same functions to round-off.
+ *
+ *     pinn_jet x = pinn_model_input_jet(m, 2);
+ *     pinn_jet N = pinn_model_net_jet(m, "net", pinn_jet_normalize(x, lo, hi));
+ *     pinn_jet y = pinn_jet_add_scalar(pinn_jet_mul(x, N), 1);
+ *     sv_node *dy, *d2y;  pinn_jet_derivs(m, &y, &dy, &d2y);
+ */
+typedef struct pinn_jet {
+  sv_node *v;     /* the value, [B,1] */
+  sv_node *d[2];  /* d/dx, d2/dx2, or NULL: then the constant c[k] */
+  double c[2];
+  int order;      /* derivatives carried: 0 (reverse mode), 1 or 2 */
+} pinn_jet;
+
+/* x with x' = 1, x'' = 0, carrying `order` (1 or 2) derivatives; order 0
+   under -derivatives reverse. */
+pinn_jet pinn_model_input_jet(pinn_model *m, int order);
+/* The network of pinn_model_net at the jet t, composed by the chain rule
+   (same parameter blocks). */
+pinn_jet pinn_model_net_jet(pinn_model *m, const char *name, pinn_jet t);
+/* The first (and, if d2 != NULL, second) derivative of y as nodes
+   (jets: its components; reverse: sv_grad). 0, or -1 with sv_fail. */
+int pinn_jet_derivs(pinn_model *m, const pinn_jet *y, sv_node **d1, sv_node **d2);
+
+pinn_jet pinn_jet_add(pinn_jet a, pinn_jet b);
+pinn_jet pinn_jet_sub(pinn_jet a, pinn_jet b);
+pinn_jet pinn_jet_mul(pinn_jet a, pinn_jet b);
+pinn_jet pinn_jet_div(pinn_jet a, pinn_jet b);
+pinn_jet pinn_jet_scale(pinn_jet a, double s);      /* s a */
+pinn_jet pinn_jet_add_scalar(pinn_jet a, double s); /* a + s */
+pinn_jet pinn_jet_neg(pinn_jet a);
+pinn_jet pinn_jet_square(pinn_jet a);
+pinn_jet pinn_jet_exp(pinn_jet a);
+pinn_jet pinn_jet_pow(pinn_jet a, double p);         /* a^p, p a constant */
+/* f(a) given the nodes f(a), f'(a), f''(a) (f2 unused below order 2). */
+pinn_jet pinn_jet_chain(pinn_jet a, sv_node *f, sv_node *f1, sv_node *f2);
+/* 2 (x - lo) / (hi - lo) - 1, as pinn_normalize. */
+pinn_jet pinn_jet_normalize(pinn_jet x, double lo, double hi);
+/* Derivative k (0: d/dx, 1: d2/dx2) as a node (a constant filled in);
+   NULL when the jet does not carry it. */
+sv_node *pinn_jet_node(const pinn_jet *a, int k);
 
 /* Outputs (solutions reported on the evaluation grid) and residuals (the
    loss: sum_k w_k mean(res_k^2)); each [B,1] or [B]. Names are copied. */
