@@ -92,7 +92,10 @@ if [ "${TRAIN:-0}" = 1 ]; then
   EPOCHS=${EPOCHS:-3}
   TRAIN_SIZE=${TRAIN_SIZE:-0}
   TEST_SIZE=${TEST_SIZE:-0}
-  ./solver --quiet --plugin ssm_s4.so --out "$OUT/solver" -H "$H" -N "$N" -layers "$LAYERS" \
+  # OpenBLAS single-threaded inside the plans, as s4d_step is timed above
+  # (with -threads 1 the plugin leaves OpenBLAS at its default, 2 threads,
+  # which on 1 core of a shared machine costs a third of the rate)
+  OPENBLAS_NUM_THREADS=1 ./solver --quiet --plugin ssm_s4.so --out "$OUT/solver" -H "$H" -N "$N" -layers "$LAYERS" \
     -batch "$BATCH" -epochs "$EPOCHS" -train_size "$TRAIN_SIZE" -test_size "$TEST_SIZE" \
     -threads "$THREADS" >/dev/null
   sacc=$(sed -n 's/^ *"test_accuracy": *\([0-9.eE+-]*\),*$/\1/p' "$OUT/solver/summary.json")
