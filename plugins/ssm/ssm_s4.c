@@ -238,8 +238,8 @@ static int s4_setup(sv_run *r, void **state)
                  "minibatch through its own compiled plan (0: the online CPUs divided by the MPI "
                  "ranks, at least 1); with more than one, OpenBLAS runs single-threaded inside "
                  "them", &s->threads) < 0 ||
-      sv_opt_bool(r, "-params_csv", 0, "also write the trained parameters to params.csv (block, "
-                  "index, value)", &s->params_csv) < 0 ||
+      sv_opt_bool(r, "-params_csv", 0, "also write the trained parameters to params.csv (index, "
+                  "value; the order of the checkpoint)", &s->params_csv) < 0 ||
       sv_opt_int(r, "-agreement_rows", 16, "test images on which the recurrent and convolution "
                  "logits are compared", &s->agree_rows) < 0)
     return -1;
