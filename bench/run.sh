@@ -8,6 +8,8 @@
 #     bench/run.sh legendre   # the Legendre PINN: Adam rate, time to accuracy
 #     bench/run.sh ops        # single ops forward + backward (causal FFT
 #                             # convolution, softmax cross-entropy, conv2d)
+#     bench/run.sh plain      # the plugin as a user runs it against a plainly
+#                             # written peer, one after the other and at once
 #
 # Environment:
 #     PYTHON   a python3 that imports torch (default: the first of python3,
@@ -24,8 +26,8 @@ set -eu
 
 what=${1:-all}
 case $what in
-  all|step|legendre|ops) ;;
-  *) echo "usage: bench/run.sh [all|step|legendre|ops]" >&2; exit 2 ;;
+  all|step|legendre|ops|plain) ;;
+  *) echo "usage: bench/run.sh [all|step|legendre|ops|plain]" >&2; exit 2 ;;
 esac
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -266,7 +268,64 @@ ops_bench() {
   echo "load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
+# -- `solver --plugin pinn_legendre.so -grid even -second_stage none`, as a
+# user would time it, against bench/legendre_torch_plain.py (a tanh
+# nn.Sequential, autograd.grad twice, torch.optim.Adam): Adam steps per
+# second of each side's own training loop, the two run one after the other
+# and then both at once (each with THREADS threads on the same cores). --
+PLAIN_STEPS=${PLAIN_STEPS:-5000}
+# plain_c TAG OPTIONS...: the plugin's Adam stage alone into $OUT/plain_TAG
+plain_c() {
+  tag=$1
+  shift
+  $SOLVER --plugin pinn_legendre.so --quiet --out "$OUT/plain_$tag" -grid even -second_stage none \
+    -adam_steps "$PLAIN_STEPS" "$@" > "$OUT/plain_$tag.log"
+}
+plain_bench() {
+  echo
+  echo "== plain: the plugin as a user runs it, against a plainly written PyTorch peer =="
+  for cfg in "defaults (3x16, 96 points)|" "4x32, 128 points|-width 32 -depth 4 -points 128"; do
+    name=${cfg%%|*} opts=${cfg#*|}
+    # shellcheck disable=SC2086
+    set -- $opts
+    plain_c seq "$@"
+    # shellcheck disable=SC2086
+    "$PYTHON" bench/legendre_torch_plain.py $opts -steps "$PLAIN_STEPS" -threads "$THREADS" \
+      > "$OUT/plain_seq.txt"
+    # at once: the peer in the background; the plugin run again and again
+    # while the peer's loop runs (after 3 s for its imports), the median of
+    # the runs that ended before the peer did
+    # shellcheck disable=SC2086
+    "$PYTHON" bench/legendre_torch_plain.py $opts -steps "$PLAIN_STEPS" -threads "$THREADS" \
+      > "$OUT/plain_par.txt" &
+    tpid=$!
+    sleep 3
+    rates=
+    while kill -0 "$tpid" 2>/dev/null; do
+      plain_c par "$@"
+      kill -0 "$tpid" 2>/dev/null || break
+      rates="$rates $(awk -v s="$PLAIN_STEPS" -v t="$(metric adam_seconds "$OUT/plain_par")" \
+        'BEGIN { printf "%.1f", s / t }')"
+    done
+    wait "$tpid"
+    for mode in seq par; do
+      if [ $mode = seq ]; then
+        c=$(awk -v s="$PLAIN_STEPS" -v t="$(metric adam_seconds "$OUT/plain_seq")" \
+          'BEGIN { printf "%.1f", s / t }')
+      else
+        # shellcheck disable=SC2086
+        c=$( [ -n "$rates" ] && median $rates || echo -)
+      fi
+      t=$(value plain_adam_steps_per_second "$OUT/plain_$mode.txt")
+      case $mode in seq) how="one after the other" ;; par) how="both at once" ;; esac
+      echo "$name, $how: C $c, plain torch $t Adam steps/s, ratio $(ratio "$c" "$t")"
+    done
+  done
+  echo "load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
 case $what in
+  plain) plain_bench ;;
   step) step_bench ;;
   legendre) legendre_bench ;;
   ops) ops_bench ;;
