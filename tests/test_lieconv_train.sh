@@ -1,5 +1,5 @@
 #!/bin/sh
-# test_lieconv.sh -- regression runs of lieconv_affine.so at a reduced size
+# test_lieconv_train.sh -- regression runs of lieconv_affine.so at a reduced size
 # on Fashion-MNIST (Debian's dataset-fashion-mnist; skipped without it):
 #
 #   - so2 with 8 rotation samples: a 90-degree rotation of the input changes
@@ -85,13 +85,17 @@ if run so2 $P -group so2 -samples 8 -channels 3 -epochs 1 -train_size 128 -batch
   check so2 equivariance_reflection ">=" 1e-4
 fi
 
-# 2. A tiny SL(2) run: 1,600 centred training images, 3 epochs.
-# Measured: acc_affine TODO; its initial parameters score about 10%.
-tiny="-group sl2 -channels 6 -samples 4 -epochs 3 -train_size 1600 -batch 32 -lr 2e-3 \
-  -val_size 200 -test_size 500"
+# 2. A tiny SL(2) run: 1,600 centred training images, 3 epochs (150 steps).
+# The invariant max over 14x14 maps of LayerNorm-ed features learns slowly
+# at first; the raw last convolution (-final_norm 0), a narrow kernel
+# network and a higher rate learn fastest in 150 steps (chosen on the
+# validation split). Measured here: acc_centred 0.51, acc_affine 0.34 (0.47,
+# 0.33 on validation); at its initial parameters acc_affine is 0.09.
+tiny="-group sl2 -channels 6 -samples 4 -epochs 3 -train_size 1600 -batch 32 -lr 5e-3 \
+  -kernel_width 16 -final_norm 0 -val_size 200 -test_size 500"
 if run tiny $P $tiny -write_init 1 -write_affine 1 -write_logits 4; then
-  check tiny acc_affine ">=" 0.30
-  check tiny acc_centred ">=" 0.45
+  check tiny acc_affine ">=" 0.25
+  check tiny acc_centred ">=" 0.38
   # the same network at its initial parameters fails the threshold
   if run untrained $P $tiny -eval_only 1 -checkpoint "$work/tiny/init.bin" \
        -samples_file "$work/tiny/samples.txt"; then
