@@ -44,8 +44,6 @@
 /* Beyond this the terminating polynomial grows like x^m and the plain
    network input no longer resolves it; a wider domain is refused. */
 #define HYPERG_MAX_XMAX 10.0
-/* The trust threshold of the estimated relative error (issue 11's target). */
-#define HYPERG_TRUST_ESTIMATE 1e-6
 
 typedef struct {
   double a, b, c, x_max;
@@ -54,6 +52,7 @@ typedef struct {
   int scaled;        /* -scale envelope: y = 1 + x E(x) N(x), residual / E(x) */
   double env_xe;     /* terminating: E = 1 + (w softplus((x-1)/w) / xe)^m; 0: E = 1 */
   double env_w;      /* its transition width at x = 1 */
+  double trust_error; /* -trust_error: the estimated relative error trusted */
   double env_rho;    /* non-terminating: E = (1 - x)^rho (rho = c - a - b < 0); 0: E = 1 */
   pinn_opts o;
 } hyperg_state;
@@ -153,6 +152,13 @@ static int hyperg_setup(sv_run *r, void **state)
       sv_opt_real(r, "-c", 1.0, "parameter c of 2F1(a, b; c; x)", &s.c) < 0 ||
       sv_opt_real(r, "-x_max", 2.0, "right end of the domain [0, x_max]", &s.x_max) < 0)
     return -1;
+  if (sv_opt_real(r, "-trust_error", 1e-6,
+                  "trust check (terminating series): the largest relative L2 error on [0, 1) "
+                  "estimated from the residual (L e = r for a polynomial e, e(0) = 0) that is "
+                  "trusted", &s.trust_error) < 0)
+    return -1;
+  if (!(s.trust_error > 0) || !isfinite(s.trust_error))
+    return sv_fail("option -trust_error = %g: must be a positive number", s.trust_error);
   char scale[32];
   if (sv_opt_string(r, "-scale", "envelope",
                     "trial solution: envelope (y = 1 + x E(x) N(x) and the residual / E(x), "
@@ -516,12 +522,12 @@ static int hyperg_run(sv_run *r, void *state)
        1.02 times the measured errors */
     (void)ea_est;
     sv_metric(r, "error_estimate_below_1", eb_est);
-    if (!(eb_est <= HYPERG_TRUST_ESTIMATE)) {
+    if (!(eb_est <= s->trust_error)) {
       sv_metric(r, "trusted", 0);
       sv_warn(r, "the error estimated from the residual (L e = r with e(0) = 0, e a polynomial) "
-              "is %.2e on [0, 1), relative, above %g", eb_est, HYPERG_TRUST_ESTIMATE);
+              "is %.2e on [0, 1), relative, above %g", eb_est, s->trust_error);
       sv_headline(r, "  NOT TRUSTED: estimated relative error %.2e on [0, 1) (from the residual, "
-                  "threshold %g)", eb_est, HYPERG_TRUST_ESTIMATE);
+                  "threshold %g)", eb_est, s->trust_error);
     }
   }
   rc = 0;
