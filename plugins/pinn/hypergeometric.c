@@ -514,8 +514,6 @@ static int hyperg_run(sv_run *r, void *state)
   else
     sv_headline(r, "  vs 2F1 (GSL) on %d points: relative L2 error %.2e, max |error| %.2e, "
                 "max |residual| %.2e", ne, e.rel_l2, e.max_abs, rmax);
-  if (pinn_model_trust(m, NULL) < 0)
-    goto done;
   if (s->terminating) {
     double eb_est, ea_est, ew_est;
     if (hyperg_error_estimate(s, m, ne, xe, ye, &eb_est, &ea_est, &ew_est) < 0)
@@ -536,7 +534,7 @@ static int hyperg_run(sv_run *r, void *state)
     if (s->x_max > 1) {
       sv_metric(r, "error_estimate_continuation", ew_est);
       if (!(ew_est <= s->trust_error)) {
-        sv_metric(r, "trusted", 0);
+        pinn_model_distrust(m);
         sv_warn(r, "the error estimated from the residual is %.2e of the solution's size on "
                 "[%g, 1), where the continuation across x = 1 is matched: the solution past "
                 "x = 1 inherits it (threshold %g)", ew_est, 1 - s->o.frobenius_window,
@@ -547,13 +545,15 @@ static int hyperg_run(sv_run *r, void *state)
       }
     }
     if (!(eb_est <= s->trust_error)) {
-      sv_metric(r, "trusted", 0);
+      pinn_model_distrust(m);
       sv_warn(r, "the error estimated from the residual (L e = r with e(0) = 0, e a polynomial) "
               "is %.2e on [0, 1), relative, above %g", eb_est, s->trust_error);
       sv_headline(r, "  NOT TRUSTED: estimated relative error %.2e on [0, 1) (from the residual, "
                   "threshold %g)", eb_est, s->trust_error);
     }
   }
+  if (pinn_model_trust(m, NULL) < 0)
+    goto done;
   rc = 0;
 done:
   free(xe);

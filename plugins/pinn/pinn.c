@@ -276,6 +276,7 @@ int pinn_opts_declare(sv_run *r, pinn_opts *o)
 struct pinn_model {
   sv_run *r;
   pinn_opts o;
+  int distrusted; /* a plugin's own check failed (pinn_model_distrust) */
   double lo, hi;
   sv_graph *g;
   sv_params *p;
@@ -1420,6 +1421,12 @@ static int check_continuation(pinn_model *m, const struct pinn_singular *sp, dou
   return 0;
 }
 
+void pinn_model_distrust(pinn_model *m)
+{
+  if (m)
+    m->distrusted = 1;
+}
+
 int pinn_model_trust(pinn_model *m, pinn_trust *out)
 {
   pinn_trust t;
@@ -1525,6 +1532,8 @@ int pinn_model_trust(pinn_model *m, pinn_trust *out)
     sv_headline(r, "  NOT TRUSTED: the continuation's error grown to the end of the domain "
                 "%.2e (|x - x_s|^rho beyond the matching window)", t.continuation_extrapolated);
   }
+  if (m->distrusted)
+    t.trusted = 0; /* the plugin said why */
   sv_metric(r, "trusted", t.trusted);
   if (t.trusted)
     sv_headline(r, "  trust checks passed: residual between/at collocation points %.3g%s",

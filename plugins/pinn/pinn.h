@@ -451,5 +451,8 @@ typedef struct pinn_trust {
 } pinn_trust;
 
 int pinn_model_trust(pinn_model *m, pinn_trust *t);
+/* A plugin's own check failed (it has printed its NOT TRUSTED line): the
+   next pinn_model_trust reports trusted = 0 and no "passed" line. */
+void pinn_model_distrust(pinn_model *m);
 
 #endif /* PINN_H */
