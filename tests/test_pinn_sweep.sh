@@ -92,7 +92,7 @@ count() { if [ "$1" -eq 0 ]; then passed=$((passed + 1)); fi; }
 
 # --- hypergeometric, terminating, across x = 1 on [0, 2] ---------------------
 # name a b c tol_below tol_above (measured values in the comment)
-hyp_small="-adam_steps 200 -lm_steps 700"
+hyp_small="-adam_steps 200 -lm_steps 700 -trust_error 1e-5"
 while read -r name a b c tb ta; do
   case $name in '#'*|'') continue ;; esac
   if solve "$name" pinn_hypergeometric -a "$a" -b "$b" -c "$c" $hyp_small; then
@@ -125,6 +125,24 @@ if solve h311_none pinn_hypergeometric -a -3 -b 1 -c 1 -continuation none $hyp_s
     fail "no NOT TRUSTED line in the summary"
     bad=1
   fi
+  count $bad
+fi
+
+# --- the error estimated from the residual: against the reference, and an
+# under-trained run (60 steps) that must not trust its answer -----------------
+if solve h311_short pinn_hypergeometric -a -3 -b 1 -c 1 -adam_steps 200 -lm_steps 60; then
+  bad=0
+  est=$(metric "$WORK/h311_short" error_estimate_below_1)
+  act=$(metric "$WORK/h311_short" rel_l2_below_1)
+  if awk -v e="$est" -v a="$act" 'BEGIN { exit !(e + 0 > 0 && a + 0 > 0 && e / a <= 3 && a / e <= 3) }'; then
+    echo "  error_estimate_below_1 $est vs rel_l2_below_1 $act (within 3x)"
+  else
+    fail "error_estimate_below_1 = ${est:-missing} vs rel_l2_below_1 = ${act:-missing}: not within 3x"
+    bad=1
+  fi
+  check "$WORK/h311_short" rel_l2_below_1 ge 1e-6 || bad=1
+  check "$WORK/h311_short" trusted eq 0 || bad=1
+  grep -q "NOT TRUSTED: estimated relative error" "$WORK/h311_short.out" || { fail "no NOT TRUSTED line"; bad=1; }
   count $bad
 fi
 

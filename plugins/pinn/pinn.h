@@ -432,6 +432,12 @@ double pinn_max_abs(int n, const double *v);
  *    frobenius_misfit (how far y is from any combination of them, the
  *    worse side); continuation_undetermined = 1 when a point with rho >= 1
  *    was declared with -continuation none (the residual cannot decide).
+ *    Beyond the window the undetermined part (a homogeneous solution the
+ *    residual does not see) grows like |x - x_s|^rho: metric
+ *    continuation_extrapolated = max(mismatch, misfit) x (d/h)^rho x
+ *    max|y| in the window / max|y| between the window and the end at
+ *    distance d (h the window's half-width on that side); it must stay
+ *    below the mismatch threshold too.
  *
  * Metric trusted = 1 when neither check fails; otherwise 0, a warning on
  * stderr and a "NOT TRUSTED" line among the headlines, each with the reason.
@@ -439,10 +445,14 @@ double pinn_max_abs(int n, const double *v);
 typedef struct pinn_trust {
   double rms_at, rms_between, between_ratio;
   double continuation_mismatch, frobenius_misfit;
+  double continuation_extrapolated; /* their growth out to the domain's ends */
   int undetermined;
   int trusted;
 } pinn_trust;
 
 int pinn_model_trust(pinn_model *m, pinn_trust *t);
+/* A plugin's own check failed (it has printed its NOT TRUSTED line): the
+   next pinn_model_trust reports trusted = 0 and no "passed" line. */
+void pinn_model_distrust(pinn_model *m);
 
 #endif /* PINN_H */
