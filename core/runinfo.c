@@ -141,6 +141,16 @@ static int jfail(jp *p, const char *what)
                  (long)(p->s - p->start));
 }
 
+/* Consumes c if it is the next character: 1, else 0. */
+static int eat(jp *p, char c)
+{
+  if (p->s < p->end && *p->s == c) {
+    p->s++;
+    return 1;
+  }
+  return 0;
+}
+
 static void ws(jp *p)
 {
   while (p->s < p->end && (*p->s == ' ' || *p->s == '\t' || *p->s == '\n' || *p->s == '\r'))
@@ -292,22 +302,16 @@ static int jarray_skip(jp *p)
 {
   p->s++;
   ws(p);
-  if (p->s < p->end && *p->s == ']') {
-    p->s++;
+  if (eat(p, ']'))
     return 0;
-  }
   for (;;) {
     if (jvalue(p) < 0)
       return -1;
     ws(p);
-    if (p->s < p->end && *p->s == ',') {
-      p->s++;
+    if (eat(p, ','))
       continue;
-    }
-    if (p->s < p->end && *p->s == ']') {
-      p->s++;
+    if (eat(p, ']'))
       return 0;
-    }
     return jfail(p, "expected ',' or ']'");
   }
 }
@@ -316,10 +320,8 @@ static int jobject_skip(jp *p)
 {
   p->s++;
   ws(p);
-  if (p->s < p->end && *p->s == '}') {
-    p->s++;
+  if (eat(p, '}'))
     return 0;
-  }
   for (;;) {
     ws(p);
     if (jstring(p, NULL) < 0)
@@ -331,14 +333,10 @@ static int jobject_skip(jp *p)
     if (jvalue(p) < 0)
       return -1;
     ws(p);
-    if (p->s < p->end && *p->s == ',') {
-      p->s++;
+    if (eat(p, ','))
       continue;
-    }
-    if (p->s < p->end && *p->s == '}') {
-      p->s++;
+    if (eat(p, '}'))
       return 0;
-    }
     return jfail(p, "expected ',' or '}'");
   }
 }
@@ -375,10 +373,8 @@ static int jargs(jp *p, sv__runinfo *info)
     return jfail(p, "\"args\" must be an array of strings");
   p->s++;
   ws(p);
-  if (p->s < p->end && *p->s == ']') {
-    p->s++;
+  if (eat(p, ']'))
     return 0;
-  }
   for (;;) {
     ws(p);
     char *a = NULL;
@@ -392,14 +388,10 @@ static int jargs(jp *p, sv__runinfo *info)
     info->args = v;
     info->args[info->nargs++] = a;
     ws(p);
-    if (p->s < p->end && *p->s == ',') {
-      p->s++;
+    if (eat(p, ','))
       continue;
-    }
-    if (p->s < p->end && *p->s == ']') {
-      p->s++;
+    if (eat(p, ']'))
       return 0;
-    }
     return jfail(p, "expected ',' or ']' in \"args\"");
   }
 }
@@ -473,10 +465,8 @@ static int parse(jp *p, sv__runinfo *info)
     if (rc < 0)
       return -1;
     ws(p);
-    if (p->s < p->end && *p->s == ',') {
-      p->s++;
+    if (eat(p, ','))
       continue;
-    }
     if (p->s < p->end && *p->s == '}') {
       p->s++;
       break;
