@@ -5,6 +5,7 @@
 #include "ops.h"
 
 #include <cblas.h>
+#include <string.h>
 
 /* ---------- matmul: op(a) op(b), op = transpose when the flag is set ----------
  *
@@ -117,15 +118,27 @@ sv_node *sv_matmul_t(sv_node *a, int ta, sv_node *b, int tb)
 
 static const sv_opdef op_bmm;
 
-static void small_gemm(int ta, int tb, int m, int n, int k, const double *A, int lda, const double *B,
-                       int ldb, double *restrict C)
+/* C = op(A) op(B) for the small per-row products (the Jacobian rows of a
+   jet layer are 16 x 16 outer sums over 3 stacked rows). restrict: the
+   operands never alias the output, and without it GCC re-checks aliasing
+   before every 16-long inner loop, which costs more than the loop. */
+static void small_gemm(int ta, int tb, int m, int n, int k, const double *restrict A, int lda,
+                       const double *restrict B, int ldb, double *restrict C)
 {
-  for (int i = 0; i < m * n; i++)
-    C[i] = 0;
-  for (int i = 0; i < m; i++)
+  memset(C, 0, (size_t)m * (size_t)n * sizeof *C);
+  if (n == 1) { /* a matrix-vector product: one dot per output */
+    for (int i = 0; i < m; i++) {
+      double s = 0;
+      for (int l = 0; l < k; l++)
+        s += (ta ? A[l * lda + i] : A[i * lda + l]) * (tb ? B[l] : B[l * ldb]);
+      C[i] = s;
+    }
+    return;
+  }
+  for (int i = 0; i < m; i++) {
+    double *restrict c = C + i * n;
     for (int l = 0; l < k; l++) {
       double av = ta ? A[l * lda + i] : A[i * lda + l];
-      double *restrict c = C + i * n;
       if (tb)
         for (int j = 0; j < n; j++)
           c[j] += av * B[j * ldb + l];
@@ -133,6 +146,7 @@ static void small_gemm(int ta, int tb, int m, int n, int k, const double *A, int
         for (int j = 0; j < n; j++)
           c[j] += av * B[l * ldb + j];
     }
+  }
 }
 
 static int bmm_kernel(const sv_kctx *k)
