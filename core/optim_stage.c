@@ -22,6 +22,7 @@
 #include "internal.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,8 +59,26 @@ int sv__stage_nonfinite(sv__stage *s, int step, const char *what)
                  path ? path : "(no path)");
 }
 
+/* Are all n values finite? A double is Inf or NaN when its exponent bits
+   are all ones, and exactly then does adding 1 to the exponent field carry
+   into the sign bit: one integer OR per value, which vectorises (a
+   Jacobian of 10^5 entries is checked every Levenberg-Marquardt step). */
+static int all_finite(const double *v, size_t n)
+{
+  const uint64_t exp_bits = 0x7ffULL << 52, exp_one = 1ULL << 52;
+  uint64_t acc = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint64_t b;
+    memcpy(&b, v + i, sizeof b);
+    acc |= (b & exp_bits) + exp_one;
+  }
+  return !(acc >> 63);
+}
+
 int sv__stage_check_finite(sv__stage *s, int step, const char *what, const double *v, size_t n)
 {
+  if (all_finite(v, n))
+    return 0;
   for (size_t i = 0; i < n; i++)
     if (!isfinite(v[i])) {
       char msg[160];
