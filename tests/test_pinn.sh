@@ -83,6 +83,19 @@ if run leg5 --plugin pinn_legendre -n 5 $small; then
   check leg5 max_abs_err 2e-5
 fi
 
+# An untrained network (no optimizer step) is reported, not trusted, and
+# has no loss plot (there is no loss history to draw)
+if run leg_untrained --plugin pinn_legendre -n 3 -adam_steps 0 -second_stage none; then
+  tr=$(metric "$work/leg_untrained/summary.json" trusted)
+  if [ "$tr" = 0 ] && [ ! -e "$work/leg_untrained/loss.png" ] &&
+    grep -q "NOT TRUSTED: the network was not trained" "$work/leg_untrained.log"; then
+    echo "ok   untrained run: trusted = $tr, no loss.png"
+  else
+    echo "FAIL: untrained run: trusted = '$tr' (expected 0 with a NOT TRUSTED line, and no loss.png)"
+    fail=1
+  fi
+fi
+
 # The LM stall stop: by default (less than 0.1% over 100 steps) the
 # reduced run takes its whole budget (its loss still falls); with a loose
 # rule (less than 60% over 20 steps) it stops early, at a window's end,

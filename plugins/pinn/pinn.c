@@ -277,6 +277,7 @@ struct pinn_model {
   sv_run *r;
   pinn_opts o;
   int distrusted; /* a plugin's own check failed (pinn_model_distrust) */
+  int untrained;  /* no optimizer step ran: the answer is the initial network's */
   double lo, hi;
   sv_graph *g;
   sv_params *p;
@@ -1152,6 +1153,7 @@ int pinn_model_train(pinn_model *m, pinn_train_result *res)
       t0 += or.seconds;
     }
   }
+  m->untrained = res->adam_steps + res->left_steps + res->second_steps == 0;
   if (isnan(res->loss)) {
     /* no stage ran: the loss of the initial network */
     double loss;
@@ -1532,6 +1534,14 @@ int pinn_model_trust(pinn_model *m, pinn_trust *out)
     sv_headline(r, "  NOT TRUSTED: the continuation's error grown to the end of the domain "
                 "%.2e (|x - x_s|^rho beyond the matching window)", t.continuation_extrapolated);
   }
+  if (m->untrained) {
+    /* a random network's residual can be uniform (ratio ~1) and its
+       continuation consistent: the checks above judge a trained answer */
+    t.trusted = 0;
+    sv_warn(r, "no optimizer step ran (-adam_steps 0 and no second stage): the answer is the "
+            "initial network's");
+    sv_headline(r, "  NOT TRUSTED: the network was not trained");
+  }
   if (m->distrusted)
     t.trusted = 0; /* the plugin said why */
   sv_metric(r, "trusted", t.trusted);
@@ -1651,6 +1661,19 @@ int pinn_write_solution(sv_run *r, const char *title, const char *xname, int n,
 int pinn_plot_loss(sv_run *r, const char *title)
 {
   char t[256], script[1024];
+  /* no optimizer step ran (-adam_steps 0 -second_stage none): there is no
+     loss history to plot, and gnuplot would fail on the missing file */
+  const char *dir = sv_run_outdir(r);
+  if (dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/loss_history.csv", dir);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+      sv_log(r, "no training step ran: no loss history, no loss.png");
+      return 0;
+    }
+    fclose(f);
+  }
   gp_quote(t, sizeof t, title ? title : "");
   /* column 0 is gnuplot's record counter: the running step over stages;
      the stage number (column 1) colours the curve */
