@@ -26,43 +26,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/test_hamiltonian.XXXXXX") || exit 1
 trap 'rm -rf "$work"' EXIT
 
 fail=0
-
-metric() {
-  sed -n "s/^ *\"$2\": *\([-+0-9.eEinfINFa]*\),*\$/\1/p" "$1" | head -n 1
-}
-
-# lt A B: A and B are numbers and A < B
-lt() {
-  awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "" && b != "" && a + 0 == a && b + 0 == b && a < b) }'
-}
-
-run() {
-  name=$1
-  shift
-  if ! "$solver" --quiet --out "$work/$name" "$@" >"$work/$name.log" 2>&1; then
-    cat "$work/$name.log"
-    echo "FAIL: $name: solver $* exited with an error"
-    fail=1
-    return 1
-  fi
-  return 0
-}
-
-refuse() {
-  name=$1
-  pattern=$2
-  shift 2
-  if "$solver" --quiet --out "$work/$name" "$@" >"$work/$name.log" 2>&1; then
-    echo "FAIL: $name: solver $* succeeded; it must refuse these options"
-    fail=1
-  elif ! grep -q "$pattern" "$work/$name.log"; then
-    cat "$work/$name.log"
-    echo "FAIL: $name: the message does not say '$pattern'"
-    fail=1
-  else
-    echo "ok   $name refused: $(grep "$pattern" "$work/$name.log" | head -n 1)"
-  fi
-}
+. "${srcdir:-.}/testlib.sh"
 
 plugin="--plugin hamiltonian_meta"
 small="-outer_steps 200 -trajectories 24 -test_trajectories 8 -adapt_steps 10 -target_steps 50 -width 32"

@@ -17,57 +17,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/test_pinn.XXXXXX") || exit 1
 trap 'rm -rf "$work"' EXIT
 
 fail=0
-
-# metric FILE NAME: the value of "NAME": in summary.json (empty if absent)
-metric() {
-  sed -n "s/^ *\"$2\": *\([-+0-9.eEinfINFa]*\),*\$/\1/p" "$1" | head -n 1
-}
-
-# below VALUE TOL: VALUE is a finite number <= TOL
-below() {
-  awk -v v="$1" -v t="$2" 'BEGIN { exit !(v != "" && v + 0 == v && v <= t + 0) }'
-}
-
-# run NAME ARGS...: run the solver into $work/NAME, quietly
-run() {
-  name=$1
-  shift
-  if ! "$solver" --quiet --out "$work/$name" "$@" >"$work/$name.log" 2>&1; then
-    cat "$work/$name.log"
-    echo "FAIL: $name: solver $* exited with an error"
-    fail=1
-    return 1
-  fi
-  return 0
-}
-
-# check NAME METRIC TOL: report and compare one metric
-check() {
-  v=$(metric "$work/$1/summary.json" "$2")
-  if below "$v" "$3"; then
-    echo "ok   $1: $2 = $v <= $3"
-  else
-    echo "FAIL: $1: $2 = '$v', expected <= $3"
-    fail=1
-  fi
-}
-
-# refuse NAME PATTERN ARGS...: the run must fail, and say PATTERN
-refuse() {
-  name=$1
-  pattern=$2
-  shift 2
-  if "$solver" --quiet --out "$work/$name" "$@" >"$work/$name.log" 2>&1; then
-    echo "FAIL: $name: solver $* succeeded; it must refuse these parameters"
-    fail=1
-  elif ! grep -q "$pattern" "$work/$name.log"; then
-    cat "$work/$name.log"
-    echo "FAIL: $name: the message does not say '$pattern'"
-    fail=1
-  else
-    echo "ok   $name refused: $(grep "$pattern" "$work/$name.log" | head -n 1)"
-  fi
-}
+. "${srcdir:-.}/testlib.sh"
 
 small="-adam_steps 200 -lm_steps 300 -eval_points 401"
 

@@ -21,6 +21,7 @@ export OPENBLAS_NUM_THREADS=1
 work=$(mktemp -d "${TMPDIR:-/tmp}/test_pinn_derivatives.XXXXXX") || exit 1
 trap 'rm -rf "$work"' EXIT
 fail=0
+. "${srcdir:-.}/testlib.sh"
 
 # maxrel A B COLUMN: max |a - b| / max |b| of the named column of two CSVs
 maxrel() {
@@ -30,15 +31,6 @@ maxrel() {
     { d = a[FNR] - $c; if (d < 0) d = -d; if (d > D) D = d
       v = $c < 0 ? -$c : $c; if (v > M) M = v; n++ }
     END { if (bad || n == 0) print "missing"; else printf "%.3g\n", (M > 0 ? D / M : D) }' "$1" "$2"
-}
-
-# metric FILE NAME
-metric() {
-  sed -n "s/^ *\"$2\": *\([-+0-9.eEinfINFa]*\),*\$/\1/p" "$1" | head -n 1
-}
-
-below() {
-  awk -v v="$1" -v t="$2" 'BEGIN { exit !(v != "" && v + 0 == v && v <= t + 0) }'
 }
 
 # same NAME WHAT VALUE TOL
