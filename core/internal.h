@@ -93,6 +93,15 @@ SV_HIDDEN sv_node *sv__jacobian_rows(sv_node *y, sv_params *p);
    (on = 1) or one batch-1 pass per row (on = 0); on = -1 only asks. A
    graph without per-row rules always goes row by row. For tests. */
 SV_HIDDEN int sv__lsq_batched_jacobian(sv_lsq *l, int on);
+/* n tasks side by side: task 0 on the caller, 1..n-1 on worker threads
+   started by sv__pool_new and kept until sv__pool_free (thread_pool.c).
+   sv__pool_run returns when every task has; -1 (with the lowest failing
+   task's message) if any failed. A NULL pool runs task 0 alone. */
+typedef struct sv__pool sv__pool;
+SV_HIDDEN sv__pool *sv__pool_new(int n);
+SV_HIDDEN void sv__pool_free(sv__pool *p);
+SV_HIDDEN int sv__pool_size(const sv__pool *p);
+SV_HIDDEN int sv__pool_run(sv__pool *p, int (*task)(void *ctx, int i), void *ctx);
 /* The number of fused elementwise runs in a plan (for tests). */
 SV_HIDDEN int sv__plan_fused_runs(const sv_plan *p);
 /* Freeze a params vector (allocate its data); 0 or -1. */
