@@ -11,12 +11,27 @@
  * at once (jacobian_rows.c: the weight-gradient products kept per row
  * instead of summed over the batch). Otherwise a plan of the SAME graph
  * compiled for batch 1 runs once per row.
+ *
+ * sv_lsq_set_threads(l, T) splits this rank's rows into T shares, one plan
+ * per share for the loss and gradient and one for the batched Jacobian
+ * rows, run side by side by a thread pool (thread_pool.c) and summed in
+ * share order: within a process the same row split MPI makes across
+ * ranks. BLAS runs single-threaded inside the shares (on a few hundred
+ * rows, OpenBLAS's own threads cost more than they gain).
  */
 #include "internal.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* One share of this rank's rows, computed by one thread. */
+typedef struct {
+  int row0, rows;
+  sv_plan *plan;  /* loss, grad, parts of these rows */
+  sv_plan *planj; /* res_k, jrows_k of these rows (NULL: no batched rows) */
+} lsq_share;
 
 struct sv_lsq {
   sv_graph *g;
@@ -34,6 +49,12 @@ struct sv_lsq {
   sv_node **inputs;
   const double **data; /* bound by the caller */
   double **row;        /* batch-1 copy of the current row (batched inputs) */
+  sv_node **outs;      /* the plan's outputs: loss, grad, part_k */
+  sv_node **outsj;     /* the batched Jacobian plan's: res_k, jrows_k */
+  int nshares;         /* sv_lsq_set_threads: 0 (one thread) or >= 2 */
+  lsq_share *shares;
+  sv__pool *pool;
+  double *out_r, *out_J; /* where the shares write residuals and rows */
   sv_objective obj;
 };
 
@@ -59,10 +80,26 @@ static const sv_node *mixes_rows(sv_graph *g, const sv_node *res)
   return bad;
 }
 
+static void free_shares(sv_lsq *l)
+{
+  sv__pool_free(l->pool);
+  l->pool = NULL;
+  for (int t = 0; t < l->nshares; t++) {
+    sv_plan_free(l->shares[t].plan);
+    sv_plan_free(l->shares[t].planj);
+  }
+  free(l->shares);
+  l->shares = NULL;
+  l->nshares = 0;
+}
+
 void sv_lsq_free(sv_lsq *l)
 {
   if (!l)
     return;
+  free_shares(l);
+  free(l->outs);
+  free(l->outsj);
   sv_plan_free(l->plan);
   sv_plan_free(l->plan1);
   sv_plan_free(l->planj);
@@ -144,12 +181,17 @@ sv_lsq *sv_lsq_new(sv_graph *g, sv_params *p, int nres, sv_node *const *res, int
 
   int nout = 2 + nres;
   sv_node **outs = malloc((size_t)(2 * nres + 2) * sizeof *outs);
-  if (!outs)
+  l->outs = malloc((size_t)nout * sizeof *l->outs);
+  l->outsj = malloc((size_t)(2 * nres) * sizeof *l->outsj);
+  if (!outs || !l->outs || !l->outsj) {
+    free(outs);
     goto oom;
+  }
   outs[0] = l->loss;
   outs[1] = l->grad;
   for (int k = 0; k < nres; k++)
     outs[2 + k] = l->part[k];
+  memcpy(l->outs, outs, (size_t)nout * sizeof *outs);
   l->plan = sv_compile(g, nout, outs, rows);
   for (int k = 0; k < nres; k++) {
     outs[2 * k] = res[k];
@@ -174,6 +216,7 @@ sv_lsq *sv_lsq_new(sv_graph *g, sv_params *p, int nres, sv_node *const *res, int
       outs[2 * k] = res[k];
       outs[2 * k + 1] = l->jrows[k];
     }
+    memcpy(l->outsj, outs, (size_t)(2 * nres) * sizeof *outs);
     l->planj = sv_compile(g, 2 * nres, outs, rows);
     if (!l->planj) {
       free(outs);
@@ -211,6 +254,82 @@ fail:
   return NULL;
 }
 
+/* Input k's data into every share's plans: batched inputs from the
+   share's first row on. */
+static int bind_shares(sv_lsq *l, int k)
+{
+  sv_node *in = l->inputs[k];
+  size_t rs = sv__shape_is_batched(&in->shape) ? sv__shape_count(&in->shape, 1) : 0;
+  for (int t = 0; t < l->nshares; t++) {
+    const double *d = l->data[k] + (size_t)l->shares[t].row0 * rs;
+    if (sv_plan_bind(l->shares[t].plan, in, d) < 0 ||
+        (l->shares[t].planj && sv_plan_bind(l->shares[t].planj, in, d) < 0))
+      return -1;
+  }
+  return 0;
+}
+
+int sv_lsq_set_threads(sv_lsq *l, int threads)
+{
+  if (!l)
+    return sv_fail("lsq threads: no objective");
+  if (threads < 1)
+    return sv_fail("lsq threads: %d (must be >= 1)", threads);
+  free_shares(l);
+  if (threads > l->rows)
+    threads = l->rows; /* at least one row per share */
+  if (threads == 1)
+    return 0;
+  l->shares = calloc((size_t)threads, sizeof *l->shares);
+  if (!l->shares)
+    return sv_fail("lsq threads: out of memory");
+  l->nshares = threads;
+  int row0 = 0;
+  for (int t = 0; t < threads; t++) {
+    lsq_share *sh = &l->shares[t];
+    sh->row0 = row0;
+    sh->rows = l->rows / threads + (t < l->rows % threads);
+    row0 += sh->rows;
+    sh->plan = sv_compile(l->g, 2 + l->nres, l->outs, sh->rows);
+    sh->planj = sh->plan && l->planj ? sv_compile(l->g, 2 * l->nres, l->outsj, sh->rows) : NULL;
+    if (!sh->plan || (l->planj && !sh->planj)) {
+      free_shares(l);
+      return sv_fail_context("lsq threads: compiling the plans of share %d of %d", t, threads);
+    }
+  }
+  for (int k = 0; k < l->ninputs; k++)
+    if (l->data[k] && bind_shares(l, k) < 0) {
+      free_shares(l);
+      return -1;
+    }
+  l->pool = sv__pool_new(threads);
+  if (!l->pool) {
+    free_shares(l);
+    return -1;
+  }
+  return 0;
+}
+
+int sv_lsq_threads(const sv_lsq *l) { return l && l->nshares > 1 ? l->nshares : 1; }
+
+/* Run task over the shares with single-threaded BLAS inside them. */
+static int run_shares(sv_lsq *l, int (*task)(void *ctx, int i))
+{
+  int nb = openblas_get_num_threads();
+  if (nb > 1)
+    openblas_set_num_threads(1);
+  int rc = sv__pool_run(l->pool, task, l);
+  if (nb > 1)
+    openblas_set_num_threads(nb);
+  return rc;
+}
+
+static int share_loss_grad(void *ctx, int t)
+{
+  sv_lsq *l = ctx;
+  return sv_plan_run(l->shares[t].plan);
+}
+
 int sv_lsq_bind(sv_lsq *l, sv_node *input, const double *data)
 {
   if (!l || !input || !data)
@@ -222,6 +341,8 @@ int sv_lsq_bind(sv_lsq *l, sv_node *input, const double *data)
     return sv_fail("lsq bind: '%s' is not an input of this graph", input->name ? input->name : "?");
   l->data[k] = data;
   if (sv_plan_bind(l->plan, input, data) < 0 || (l->planj && sv_plan_bind(l->planj, input, data) < 0))
+    return -1;
+  if (bind_shares(l, k) < 0)
     return -1;
   if (sv__shape_is_batched(&input->shape)) {
     if (!l->row[k]) {
@@ -262,6 +383,32 @@ static int lsq_loss_grad(void *ctx, const double *theta, double *loss, double *g
 {
   sv_lsq *l = ctx;
   use_theta(l, theta);
+  if (l->nshares > 1) {
+    /* every share's loss is its rows' part of the sum over rows_global */
+    if (run_shares(l, share_loss_grad) < 0)
+      return -1;
+    size_t n = l->p->count;
+    double f = 0;
+    if (grad)
+      memset(grad, 0, n * sizeof(double));
+    for (int k = 0; k < l->nres; k++)
+      l->last_part[k] = 0;
+    for (int t = 0; t < l->nshares; t++) {
+      const sv_plan *pl = l->shares[t].plan;
+      f += sv_plan_value(pl, l->loss)[0];
+      if (grad) {
+        const double *gt = sv_plan_value(pl, l->grad);
+        for (size_t j = 0; j < n; j++)
+          grad[j] += gt[j];
+      }
+      for (int k = 0; k < l->nres; k++)
+        l->last_part[k] += sv_plan_value(pl, l->part[k])[0];
+    }
+    for (int k = 0; k < l->nres; k++)
+      l->last_part[k] /= l->rows;
+    *loss = f;
+    return 0;
+  }
   if (sv_plan_run(l->plan) < 0)
     return -1;
   *loss = sv_plan_value(l->plan, l->loss)[0];
@@ -273,16 +420,16 @@ static int lsq_loss_grad(void *ctx, const double *theta, double *loss, double *g
 }
 
 /* All rows from the batched plan. */
-static int residuals_batched(sv_lsq *l, double *r, double *J)
+/* Rows [row0, row0 + rows) of every residual from plan pl (which computed
+   exactly those) into r and J (NULL: residuals only). */
+static void copy_rows(const sv_lsq *l, const sv_plan *pl, int row0, int rows, double *r, double *J)
 {
   size_t n = l->p->count;
-  if (sv_plan_run(l->planj) < 0)
-    return -1;
   for (int k = 0; k < l->nres; k++) {
     double s = sqrt(l->w[k] / l->rows_global);
-    const double *rv = sv_plan_value(l->planj, l->res[k]), *jv = sv_plan_value(l->planj, l->jrows[k]);
-    for (int i = 0; i < l->rows; i++) {
-      size_t m = (size_t)k * (size_t)l->rows + (size_t)i;
+    const double *rv = sv_plan_value(pl, l->res[k]), *jv = sv_plan_value(pl, l->jrows[k]);
+    for (int i = 0; i < rows; i++) {
+      size_t m = (size_t)k * (size_t)l->rows + (size_t)(row0 + i);
       r[m] = s * rv[i];
       if (J) {
         const double *jr = jv + (size_t)i * n;
@@ -292,6 +439,27 @@ static int residuals_batched(sv_lsq *l, double *r, double *J)
       }
     }
   }
+}
+
+static int share_residuals(void *ctx, int t)
+{
+  sv_lsq *l = ctx;
+  const lsq_share *sh = &l->shares[t];
+  if (sv_plan_run(sh->planj) < 0)
+    return -1;
+  copy_rows(l, sh->planj, sh->row0, sh->rows, l->out_r, l->out_J);
+  return 0;
+}
+
+static int residuals_batched(sv_lsq *l, double *r, double *J)
+{
+  if (l->nshares > 1) {
+    l->out_r = r, l->out_J = J;
+    return run_shares(l, share_residuals);
+  }
+  if (sv_plan_run(l->planj) < 0)
+    return -1;
+  copy_rows(l, l->planj, 0, l->rows, r, J);
   return 0;
 }
 

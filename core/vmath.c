@@ -14,6 +14,7 @@
 #include "internal.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -107,12 +108,10 @@ static const vmath_impl impls[] = {
 };
 
 static const vmath_impl *chosen;
+static pthread_once_t chosen_once = PTHREAD_ONCE_INIT;
 
-/* Chosen on first use; the choice never changes within a process. */
-static const vmath_impl *impl(void)
+static void choose(void)
 {
-  if (chosen)
-    return chosen;
   const char *force = getenv("SV_VMATH");
   int k = 0;
   __builtin_cpu_init();
@@ -123,6 +122,13 @@ static const vmath_impl *impl(void)
   else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
     k = 1;
   chosen = &impls[k];
+}
+
+/* Chosen on first use, once even when plans first run on several threads
+   at a time (lsq.c's shares); the choice never changes within a process. */
+static const vmath_impl *impl(void)
+{
+  pthread_once(&chosen_once, choose);
   return chosen;
 }
 

@@ -12,6 +12,10 @@
 
 /* internal to the core, exported for tests (core/lsq.c, core/compile.c) */
 int sv__lsq_batched_jacobian(sv_lsq *l, int on);
+typedef struct sv__pool sv__pool;
+sv__pool *sv__pool_new(int n);
+void sv__pool_free(sv__pool *p);
+int sv__pool_run(sv__pool *p, int (*task)(void *ctx, int i), void *ctx);
 int sv__plan_fused_runs(const sv_plan *p);
 
 #include <cblas.h>
@@ -543,7 +547,9 @@ static void lsq_model_free(lsq_model *m)
   sv_graph_free(m->g);
 }
 
-static void check_lsq(int rows, int rows_global, double w1)
+/* threads: 0 or 1, one thread; T > 1, the rows split over T threads after
+   the inputs are bound; -T, split before they are bound */
+static void check_lsq(int rows, int rows_global, double w1, int threads)
 {
   lsq_model m;
   lsq_model_build(&m, 17);
@@ -559,7 +565,13 @@ static void check_lsq(int rows, int rows_global, double w1)
 
   sv_lsq *l = sv_lsq_new(m.g, m.p, 2, m.res, rows, rows_global);
   ck_assert_msg(l != NULL, "lsq: %s", sv_errmsg());
+  if (threads < 0)
+    ck_assert_msg(sv_lsq_set_threads(l, -threads) == 0, "%s", sv_errmsg());
   ck_assert_int_eq(sv_lsq_bind(l, m.x, xd), 0);
+  if (threads > 1)
+    ck_assert_msg(sv_lsq_set_threads(l, threads) == 0, "%s", sv_errmsg());
+  int T = abs(threads) > 1 ? abs(threads) : 1;
+  ck_assert_int_eq(sv_lsq_threads(l), T < rows ? T : rows); /* at most one thread per row */
   if (w1 != 1.0)
     ck_assert_int_eq(sv_lsq_set_weight(l, 1, w1), 0);
   const sv_objective *obj = sv_lsq_objective(l);
@@ -653,17 +665,62 @@ static void check_lsq(int rows, int rows_global, double w1)
   lsq_model_free(&m);
 }
 
-START_TEST(test_lsq_jacobian) { check_lsq(5, 5, 1.0); }
+START_TEST(test_lsq_jacobian) { check_lsq(5, 5, 1.0, 0); }
 END_TEST
 START_TEST(test_lsq_jacobian_jet)
 {
   lsq_jet = 1;
-  check_lsq(5, 5, 1.0);
-  check_lsq(4, 9, 3.0);
+  check_lsq(5, 5, 1.0, 0);
+  check_lsq(4, 9, 3.0, 0);
   lsq_jet = 0;
 }
 END_TEST
-START_TEST(test_lsq_weights_share) { check_lsq(4, 9, 3.0); } /* this rank's 4 of 9 rows */
+START_TEST(test_lsq_weights_share) { check_lsq(4, 9, 3.0, 0); } /* this rank's 4 of 9 rows */
+END_TEST
+/* the thread pool: every task runs once per run, on many runs; a task
+   failing on a worker thread hands its message to the caller */
+static int square_task(void *ctx, int i)
+{
+  int *out = ctx;
+  out[i] += i * i;
+  return 0;
+}
+static int fail_on_2(void *ctx, int i)
+{
+  (void)ctx;
+  return i == 2 ? sv_fail("task %d failed", i) : 0;
+}
+START_TEST(test_thread_pool)
+{
+  sv__pool *p = sv__pool_new(4);
+  ck_assert_msg(p != NULL, "%s", sv_errmsg());
+  int out[4] = {0, 0, 0, 0};
+  for (int run = 0; run < 1000; run++)
+    ck_assert_int_eq(sv__pool_run(p, square_task, out), 0);
+  for (int i = 0; i < 4; i++)
+    ck_assert_int_eq(out[i], 1000 * i * i);
+  sv_clear_error();
+  ck_assert_int_eq(sv__pool_run(p, fail_on_2, NULL), -1);
+  expect_error_has(sv_errmsg(), "task 2 failed");
+  ck_assert_int_eq(sv__pool_run(p, square_task, out), 0); /* still usable */
+  sv__pool_free(p);
+  ck_assert_ptr_null(sv__pool_new(0));
+}
+END_TEST
+
+/* the rows split over threads: every check above holds to the same
+   tolerances (residuals, Jacobian against differences and row by row,
+   loss, gradient, parts) */
+START_TEST(test_lsq_threads)
+{
+  check_lsq(5, 5, 1.0, 2);
+  check_lsq(4, 9, 3.0, -3);
+  check_lsq(3, 3, 1.0, 8); /* more threads than rows: one row each */
+  lsq_jet = 1;
+  check_lsq(7, 7, 1.0, 2);
+  check_lsq(6, 11, 3.0, -4);
+  lsq_jet = 0;
+}
 END_TEST
 
 START_TEST(test_lsq_refuses_mixing)
@@ -688,6 +745,15 @@ START_TEST(test_lsq_refuses_mixing)
   const sv_objective *obj = sv_lsq_objective(l);
   double r[6];
   ck_assert_int_eq(obj->residuals(obj->ctx, sv_params_data(m.p), r, NULL), -1);
+  expect_error_has(sv_errmsg(), "x");
+  /* the same from a worker thread: its message reaches the caller */
+  ck_assert_int_eq(sv_lsq_set_threads(l, 0), -1);
+  ck_assert_int_eq(sv_lsq_set_threads(l, 3), 0);
+  sv_clear_error();
+  ck_assert_int_eq(obj->residuals(obj->ctx, sv_params_data(m.p), r, NULL), -1);
+  expect_error_has(sv_errmsg(), "x");
+  double loss;
+  ck_assert_int_eq(obj->loss_grad(obj->ctx, sv_params_data(m.p), &loss, NULL), -1);
   expect_error_has(sv_errmsg(), "x");
   sv_lsq_free(l);
   lsq_model_free(&m);
@@ -734,6 +800,8 @@ static Suite *graph_suite(void)
   tcase_add_test(tc, test_lsq_jacobian);
   tcase_add_test(tc, test_lsq_jacobian_jet);
   tcase_add_test(tc, test_lsq_weights_share);
+  tcase_add_test(tc, test_lsq_threads);
+  tcase_add_test(tc, test_thread_pool);
   tcase_add_test(tc, test_lsq_refuses_mixing);
   suite_add_tcase(s, tc);
   return s;

@@ -506,6 +506,13 @@ SV_API int sv_lsq_bind(sv_lsq *l, sv_node *input, const double *data);
 /* Per-residual weights (default 1); may change between steps (SoftAdapt). */
 SV_API int sv_lsq_set_weight(sv_lsq *l, int k, double w);
 SV_API const sv_objective *sv_lsq_objective(sv_lsq *l);
+/* Split this rank's rows over `threads` threads of this process (default
+   1), each with its own plans and single-threaded BLAS; loss, gradient,
+   residuals and Jacobian rows are combined in a fixed order, so a run is
+   reproducible for a given thread count and agrees with 1 thread to
+   round-off. At most one thread per row. Call after sv_lsq_new. */
+SV_API int sv_lsq_set_threads(sv_lsq *l, int threads);
+SV_API int sv_lsq_threads(const sv_lsq *l);
 /* This rank's mean square of residual k at the current parameters, from the
    last loss evaluation. */
 SV_API double sv_lsq_last_part(const sv_lsq *l, int k);
