@@ -10,6 +10,8 @@
 # across x = 1 (Frobenius matching, and at x = 0 for c < 0); khronon with
 # each residual form and trial; accretion (two networks, first derivatives).
 #
+# Also -threads 1 against -threads 2 and 3 (the points split over threads).
+#
 # Tolerances: max |jet - reverse| over max |reverse| per column, 1e-13
 # for the loss and gradients (measured: 2e-17 .. 9e-16), 1e-12 for the
 # residuals (measured up to 8e-14: the khronon's residual is a quotient
@@ -38,26 +40,31 @@ same() {
   if below "$3" "$4"; then
     echo "ok   $1: $2 differs by $3 <= $4"
   else
-    echo "FAIL: $1: $2 differs by '$3' (jet vs reverse), expected <= $4"
+    echo "FAIL: $1: $2 differs by '$3' ($modes), expected <= $4"
     fail=1
   fi
 }
 
-# compare NAME RESIDUALS ARGS...: both modes, then every check
-compare() {
+# compare_modes NAME RESIDUALS "FLAGS A" "FLAGS B" ARGS...: a run with each
+# set of flags, then every check of A against B
+compare_modes() {
   name=$1
   residuals=$2
-  shift 2
-  for d in jet reverse; do
-    if ! "$solver" --quiet --out "$work/$name.$d" "$@" -derivatives $d -adam_steps 1 \
-        -second_stage none -write_gradient -eval_points 101 >"$work/$name.$d.log" 2>&1; then
-      cat "$work/$name.$d.log"
-      echo "FAIL: $name: solver $* -derivatives $d exited with an error"
+  fa=$3
+  fb=$4
+  modes="$fa vs $fb"
+  shift 4
+  for v in a b; do
+    if [ $v = a ]; then flags=$fa; else flags=$fb; fi
+    if ! "$solver" --quiet --out "$work/$name.$v" "$@" $flags -adam_steps 1 \
+        -second_stage none -write_gradient -eval_points 101 >"$work/$name.$v.log" 2>&1; then
+      cat "$work/$name.$v.log"
+      echo "FAIL: $name: solver $* $flags exited with an error"
       fail=1
       return
     fi
   done
-  a=$work/$name.jet b=$work/$name.reverse
+  a=$work/$name.a b=$work/$name.b
   l1=$(metric "$a/summary.json" initial_loss) l2=$(metric "$b/summary.json" initial_loss)
   same "$name" "initial loss ($l2)" \
     "$(awk -v a="$l1" -v b="$l2" 'BEGIN { d = (a - b) / b; print d < 0 ? -d : d }')" 1e-13
@@ -69,6 +76,14 @@ compare() {
   done
 }
 
+# compare NAME RESIDUALS ARGS...: Taylor mode against reverse over reverse
+compare() {
+  name=$1
+  residuals=$2
+  shift 2
+  compare_modes "$name" "$residuals" "-derivatives jet" "-derivatives reverse" "$@"
+}
+
 compare legendre ode --plugin pinn_legendre -n 3
 compare legendre8 ode --plugin pinn_legendre -n 8 -points 96
 compare hyperg ode --plugin pinn_hypergeometric
@@ -77,6 +92,11 @@ compare khronon_inf khronon --plugin pinn_khronon
 compare khronon_0.5 khronon --plugin pinn_khronon -c 0.5
 compare khronon_10_raw khronon --plugin pinn_khronon -c 10 -trial exp -residual raw
 compare accretion "flux bernoulli" --plugin pinn_accretion
+
+# the collocation points split over 3 threads (sv_lsq_set_threads): the same
+# loss, gradient (Adam's and 2 J^T r from the Jacobian rows) and residuals
+compare_modes legendre_threads ode "-threads 1" "-threads 3" --plugin pinn_legendre -n 3
+compare_modes khronon_threads khronon "-threads 1" "-threads 2" --plugin pinn_khronon -c 0.5
 
 # a bad value is refused with the option's name
 if "$solver" --quiet --out "$work/bad" --plugin pinn_legendre -derivatives forward \

@@ -58,6 +58,8 @@ typedef struct pinn_opts {
      Adam steps the interior points are redrawn uniformly at random (0:
      never); the pinned points (singular points, ends) always stay. */
   int points, resample_every;
+  /* threads of this process that share the collocation points (-threads) */
+  int threads;
   /* Adam stage: steps, learning rate, cosine warm restarts (first period
      in steps, 0: constant lr; period multiplier; floor), betas. */
   int adam_steps;
