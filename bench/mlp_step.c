@@ -13,7 +13,10 @@
  * differences of u in x, so that a fast but wrong plan cannot pass.
  *
  * Usage: mlp_step [-steps N] [-repeats R] [-points B] [-width W] [-depth D]
- *                 [-dump FILE]
+ *                 [-threads T] [-reverse] [-dump FILE]
+ * -threads T times the same loss and gradient as a least-squares objective
+ * (sv_lsq) whose rows are split over T threads (sv_lsq_set_threads),
+ * checked against the plain plan first.
  * Prints "c_steps_per_second N" (the median over the repeats). -dump writes
  * the parameter blocks, the loss and the gradient as text, so that
  * `mlp_step_torch.py -check FILE` can recompute both in PyTorch.
@@ -33,6 +36,7 @@
 
 typedef struct {
   int steps, repeats, points, width, depth;
+  int threads; /* -threads T: time the least-squares objective with its rows split over T threads */
   int reverse; /* -reverse: u'' by two sv_grad (reverse over reverse) instead of Taylor mode */
   const char *dump; /* write params, loss and gradient here (for the torch cross-check) */
 } bench_opts;
@@ -67,10 +71,11 @@ static int parse_args(int argc, char **argv, bench_opts *o)
     else if (strcmp(argv[i], "-points") == 0) dst = &o->points;
     else if (strcmp(argv[i], "-width") == 0) dst = &o->width;
     else if (strcmp(argv[i], "-depth") == 0) dst = &o->depth;
+    else if (strcmp(argv[i], "-threads") == 0) dst = &o->threads;
     if (!dst || i + 1 >= argc) {
       fprintf(stderr, "mlp_step: unknown option or missing value: %s\n"
               "usage: mlp_step [-steps N] [-repeats R] [-points B] [-width W] [-depth D]"
-              " [-reverse] [-dump FILE]\n",
+              " [-threads T] [-reverse] [-dump FILE]\n",
               argv[i]);
       return -1;
     }
@@ -119,7 +124,7 @@ static int dump(const char *path, sv_params *p, double loss, const double *grad)
 
 int main(int argc, char **argv)
 {
-  bench_opts o = {2000, 5, 128, 32, 4, 0, NULL};
+  bench_opts o = {2000, 5, 128, 32, 4, 0, 0, NULL};
   if (parse_args(argc, argv, &o) < 0)
     return 2;
 
@@ -229,18 +234,54 @@ int main(int argc, char **argv)
   if (o.dump && dump(o.dump, p, l0, grad) < 0)
     return 1;
 
+  /* -threads: the same loss as a least-squares objective (residual
+     u'' + u, weight 1, mean over the points), its rows split over the
+     threads; checked against the plan above before it is timed */
+  sv_lsq *lsq = NULL;
+  const sv_objective *obj = NULL;
+  if (o.threads > 0) {
+    sv_node *res = sv_add(d2u, u);
+    lsq = sv_lsq_new(g, p, 1, &res, o.points, o.points);
+    if (!lsq || sv_lsq_bind(lsq, x, xs) < 0 || sv_lsq_set_threads(lsq, o.threads) < 0) {
+      fprintf(stderr, "mlp_step: least-squares objective: %s\n", sv_errmsg());
+      return 1;
+    }
+    obj = sv_lsq_objective(lsq);
+    double lt, gerr = 0;
+    double *gt = malloc(n * sizeof *gt);
+    if (!gt || obj->loss_grad(obj->ctx, theta, &lt, gt) < 0) {
+      fprintf(stderr, "mlp_step: objective: %s\n", sv_errmsg());
+      return 1;
+    }
+    for (size_t i = 0; i < n; i++)
+      gerr = fmax(gerr, fabs(gt[i] - grad[i]) / (gmax > 0 ? gmax : 1));
+    free(gt);
+    double lerr = fabs(lt - l0) / fabs(l0);
+    printf("c_threads %d\nc_check_threads_loss_reldiff %.2e\nc_check_threads_grad_reldiff %.2e\n",
+           sv_lsq_threads(lsq), lerr, gerr);
+    if (!(lerr < 1e-12) || !(gerr < 1e-12)) {
+      fprintf(stderr, "mlp_step: the threaded objective disagrees with the plan\n");
+      return 1;
+    }
+  }
+
   /* --- timing --- */
+  double lt;
   int warm = o.steps / 10 > 50 ? o.steps / 10 : 50;
   for (int i = 0; i < warm; i++)
-    if (sv_plan_run(step) < 0) {
+    if (obj ? obj->loss_grad(obj->ctx, theta, &lt, grad) < 0 : sv_plan_run(step) < 0) {
       fprintf(stderr, "mlp_step: run: %s\n", sv_errmsg());
       return 1;
     }
   printf("c_rates");
   for (int r = 0; r < o.repeats; r++) {
     double t0 = now();
-    for (int i = 0; i < o.steps; i++)
-      sv_plan_run(step);
+    if (obj)
+      for (int i = 0; i < o.steps; i++)
+        obj->loss_grad(obj->ctx, theta, &lt, grad);
+    else
+      for (int i = 0; i < o.steps; i++)
+        sv_plan_run(step);
     rates[r] = o.steps / (now() - t0);
     printf(" %.1f", rates[r]);
   }
@@ -248,6 +289,7 @@ int main(int argc, char **argv)
   qsort(rates, o.repeats, sizeof *rates, cmp_double);
   printf("c_steps_per_second %.1f\n", rates[o.repeats / 2]);
 
+  sv_lsq_free(lsq);
   free(rates), free(grad), free(xs);
   sv_plan_free(step), sv_plan_free(plan);
   sv_graph_free(g), sv_params_free(p), gsl_rng_free(rng);
