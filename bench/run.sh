@@ -15,7 +15,11 @@
 #     PYTHON   a python3 that imports torch (default: the first of python3,
 #              /usr/bin/python3 that does)
 #     SOLVER   the solver program (default ./solver)
-#     THREADS  threads for each side (default 2: OpenBLAS and torch)
+#     THREADS  threads for each side (default 2: OpenBLAS and torch; the C
+#              step and Legendre runs also split their points over THREADS
+#              threads, -threads, with single-threaded BLAS in each)
+#     C_OPTS   options of the C Legendre runs only (default "-threads
+#              $THREADS"; C_OPTS= runs the plugin exactly as its defaults)
 #     OUT      scratch directory (default a new one under /tmp)
 #     OPS_CASES    cases of `ops` (default: all of `bench/ops_bench -list`)
 #     OPS_THREADS  thread counts of `ops`, each for both sides (default "2 1")
@@ -77,12 +81,23 @@ step_bench() {
     exit 1
   }
   "$PYTHON" bench/mlp_step_torch.py -threads "$THREADS" > "$OUT/step_torch.txt"
+  # the C step split the way a PINN run with -threads splits it: the 128
+  # points over THREADS threads (sv_lsq_set_threads), single-threaded BLAS
+  # in each; checked against the plain plan inside mlp_step
+  bench/mlp_step -threads "$THREADS" > "$OUT/step_c_split.txt" || {
+    cat "$OUT/step_c_split.txt"
+    exit 1
+  }
   c=$(value c_steps_per_second "$OUT/step_c.txt")
+  cs=$(value c_steps_per_second "$OUT/step_c_split.txt")
   t=$(value torch_steps_per_second "$OUT/step_torch.txt")
   echo "same weights, same loss and gradient: loss rel. diff $(value check_loss_relerr "$OUT/step_check.txt"), gradient $(value check_grad_maxerr_over_maxgrad "$OUT/step_check.txt")"
-  echo "C     steps/s: $c   (repeats: $(value c_rates "$OUT/step_c.txt"))"
+  echo "C split: same loss and gradient as the plan: $(value c_check_threads_loss_reldiff "$OUT/step_c_split.txt"), $(value c_check_threads_grad_reldiff "$OUT/step_c_split.txt")"
+  echo "C     steps/s, one plan, OpenBLAS $THREADS threads: $c   (repeats: $(value c_rates "$OUT/step_c.txt"))"
+  echo "C     steps/s, points over $(value c_threads "$OUT/step_c_split.txt") threads: $cs   (repeats: $(value c_rates "$OUT/step_c_split.txt"))"
   echo "torch steps/s: $t   (repeats: $(value torch_rates "$OUT/step_torch.txt"))"
-  echo "ratio C/torch: $(ratio "$c" "$t")   (goal >= 5)"
+  echo "ratio C/torch, one plan: $(ratio "$c" "$t")"
+  echo "ratio C/torch, points over threads: $(ratio "$cs" "$t")   (goal >= 5)"
 }
 
 # ----------------------------------------------------------------------
@@ -126,9 +141,12 @@ RATE_STEPS=${RATE_STEPS:-5000}
 TORCH_SECONDS=${TORCH_SECONDS:-30}
 
 legendre_bench() {
-  S="$SOLVER --plugin pinn_legendre.so --quiet"
+  # C_OPTS: options of the C runs only (default: the points over THREADS
+  # threads, as torch uses THREADS threads; C_OPTS= runs the plugin as is)
+  S="$SOLVER --plugin pinn_legendre.so --quiet ${C_OPTS-"-threads $THREADS"}"
   echo
   echo "== legendre: pinn_legendre.so defaults vs the PyTorch peer =="
+  echo "C runs: $S"
   # shellcheck disable=SC2086
   $S --out "$OUT/leg_default" $LEGENDRE_OPTS > "$OUT/leg_default.log"
   popts=$(peer_opts "$OUT/leg_default/summary.json")
