@@ -13,7 +13,8 @@
 # Debian), THREADS (2: plans of the C side, torch.set_num_threads), H, N,
 # LAYERS (64, 64, 2: the default run's model), BATCH (64), STEPS (20),
 # REPEATS (5), OUT (scratch directory); for TRAIN=1: EPOCHS (3),
-# TRAIN_SIZE (0: all 60,000), TEST_SIZE (0: all 10,000).
+# TRAIN_SIZE (0: all 60,000), TEST_SIZE (0: all 10,000), LR (4e-2, the
+# plugin's default; given to both sides).
 #
 # First both sides are shown to compute the same thing: s4d_step dumps its
 # parameters, one minibatch, the loss and the gradient; the peer recomputes
@@ -101,11 +102,12 @@ if [ "${TRAIN:-0}" = 1 ]; then
   EPOCHS=${EPOCHS:-3}
   TRAIN_SIZE=${TRAIN_SIZE:-0}
   TEST_SIZE=${TEST_SIZE:-0}
+  LR=${LR:-0.04}
   # OpenBLAS single-threaded inside the plans, as s4d_step is timed above
   # (with -threads 1 the plugin leaves OpenBLAS at its default, 2 threads,
   # which on 1 core of a shared machine costs a third of the rate)
   OPENBLAS_NUM_THREADS=1 ./solver --quiet --plugin ssm_s4.so --out "$OUT/solver" -H "$H" -N "$N" -layers "$LAYERS" \
-    -batch "$BATCH" -epochs "$EPOCHS" -train_size "$TRAIN_SIZE" -test_size "$TEST_SIZE" \
+    -batch "$BATCH" -epochs "$EPOCHS" -lr "$LR" -train_size "$TRAIN_SIZE" -test_size "$TEST_SIZE" \
     -threads "$THREADS" >/dev/null
   sacc=$(sed -n 's/^ *"test_accuracy": *\([0-9.eE+-]*\),*$/\1/p' "$OUT/solver/summary.json")
   ssps=$(sed -n 's/^ *"samples_per_second": *\([0-9.eE+-]*\),*$/\1/p' "$OUT/solver/summary.json")
@@ -114,7 +116,7 @@ if [ "${TRAIN:-0}" = 1 ]; then
   jget() { "$PYTHON" -c 'import json, sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])[sys.argv[2]])' "$1" "$2"; }
   for dt in float32 float64; do
     "$PYTHON" bench/s4d_torch.py --dtype $dt --H "$H" --N "$N" --layers "$LAYERS" \
-      --batch "$BATCH" --epochs "$EPOCHS" --train_size "$TRAIN_SIZE" --test_size "$TEST_SIZE" \
+      --batch "$BATCH" --epochs "$EPOCHS" --lr "$LR" --train_size "$TRAIN_SIZE" --test_size "$TEST_SIZE" \
       --threads "$THREADS" >"$OUT/t_train_$dt.txt"
     cat "$OUT/t_train_$dt.txt"
     tacc=$(jget "$OUT/t_train_$dt.txt" test_accuracy)
