@@ -9,8 +9,9 @@
  * is forward, backward and an AdamW update of the parameters on a random
  * minibatch of pooled Fashion-MNIST images (L = 196), the batch split over
  * -threads plans as the plugin splits it. Prints the median of the
- * repeats. -dump FILE writes the parameters, one batch, its loss and
- * gradient for s4d_torch.py --check, before timing.
+ * repeats, by the wall clock and per CPU second of the process. -dump
+ * FILE writes the parameters, one batch, its loss and gradient for
+ * s4d_torch.py --check, before timing.
  */
 #include "s4d.h"
 
