@@ -7,13 +7,14 @@
 # Usage, from the top of a built tree (after `make`):
 #
 #     bench/s4d_bench.sh                 # check, then step timing
-#     TRAIN=1 bench/s4d_bench.sh         # also train both sides and compare accuracy
+#     TRAIN=1 bench/s4d_bench.sh         # also train: the solver, the peer in float32 and float64
 #
 # Environment: PYTHON (a python3 that imports torch; /usr/bin/python3 on
 # Debian), THREADS (2: plans of the C side, torch.set_num_threads), H, N,
 # LAYERS (64, 64, 2: the default run's model), BATCH (64), STEPS (20),
 # REPEATS (5), OUT (scratch directory); for TRAIN=1: EPOCHS (3),
-# TRAIN_SIZE (0: all 60,000), TEST_SIZE (0: all 10,000).
+# TRAIN_SIZE (0: all 60,000), TEST_SIZE (0: all 10,000), LR (4e-2, the
+# plugin's default; given to both sides).
 #
 # First both sides are shown to compute the same thing: s4d_step dumps its
 # parameters, one minibatch, the loss and the gradient; the peer recomputes
@@ -22,8 +23,12 @@
 # Debian's PyTorch 1.13 has a float32 GELU backward bug for non-contiguous
 # incoming gradients, pytorch/pytorch#112006, which the peer works around;
 # this shows the workaround holds). Then each side is timed one right
-# after the other (the machine may be shared: the ratio of back-to-back
-# medians is the figure).
+# after the other, by the wall clock and by the CPU time of its process
+# (all threads): on a shared machine the wall-clock rate is the share of
+# the cores a process got, which moves with the other sessions' load from
+# one minute to the next, while samples per CPU second is what it did with
+# the time it ran; with THREADS=1 that is the per-core speed, the fair
+# figure (bench/README.md).
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -82,9 +87,14 @@ done
 c=$(value c_samples_per_second "$OUT/c.txt")
 t64=$(value torch_float64_samples_per_second "$OUT/t_float64.txt")
 t32=$(value torch_float32_samples_per_second "$OUT/t_float32.txt")
+cc=$(value c_cpu_samples_per_second "$OUT/c.txt")
+tc64=$(value torch_float64_cpu_samples_per_second "$OUT/t_float64.txt")
+tc32=$(value torch_float32_cpu_samples_per_second "$OUT/t_float32.txt")
 echo "training samples/s (median of $REPEATS x $STEPS steps): C float64 $c, torch float64 $t64, torch float32 $t32"
 echo "ratio C float64 / torch float64: $(ratio "$c" "$t64")  (goal > 1)"
 echo "ratio C float64 / torch float32: $(ratio "$c" "$t32")  (goal >= 1)"
+echo "training samples per CPU second: C float64 $cc, torch float64 $tc64, torch float32 $tc32"
+echo "ratio per CPU second C float64 / torch float64: $(ratio "$cc" "$tc64"); C float64 / torch float32: $(ratio "$cc" "$tc32")"
 echo "load after timing: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # 3. optional: the same training on both sides, test accuracy per epoch
@@ -92,21 +102,28 @@ if [ "${TRAIN:-0}" = 1 ]; then
   EPOCHS=${EPOCHS:-3}
   TRAIN_SIZE=${TRAIN_SIZE:-0}
   TEST_SIZE=${TEST_SIZE:-0}
+  LR=${LR:-0.04}
   # OpenBLAS single-threaded inside the plans, as s4d_step is timed above
   # (with -threads 1 the plugin leaves OpenBLAS at its default, 2 threads,
   # which on 1 core of a shared machine costs a third of the rate)
   OPENBLAS_NUM_THREADS=1 ./solver --quiet --plugin ssm_s4.so --out "$OUT/solver" -H "$H" -N "$N" -layers "$LAYERS" \
-    -batch "$BATCH" -epochs "$EPOCHS" -train_size "$TRAIN_SIZE" -test_size "$TEST_SIZE" \
+    -batch "$BATCH" -epochs "$EPOCHS" -lr "$LR" -train_size "$TRAIN_SIZE" -test_size "$TEST_SIZE" \
     -threads "$THREADS" >/dev/null
   sacc=$(sed -n 's/^ *"test_accuracy": *\([0-9.eE+-]*\),*$/\1/p' "$OUT/solver/summary.json")
   ssps=$(sed -n 's/^ *"samples_per_second": *\([0-9.eE+-]*\),*$/\1/p' "$OUT/solver/summary.json")
-  "$PYTHON" bench/s4d_torch.py --dtype float32 --H "$H" --N "$N" --layers "$LAYERS" \
-    --batch "$BATCH" --epochs "$EPOCHS" --train_size "$TRAIN_SIZE" --test_size "$TEST_SIZE" \
-    --threads "$THREADS" >"$OUT/t_train.txt"
-  cat "$OUT/t_train.txt"
-  tacc=$("$PYTHON" -c 'import json, sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])["test_accuracy"])' "$OUT/t_train.txt")
-  tsps=$("$PYTHON" -c 'import json, sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])["samples_per_second"])' "$OUT/t_train.txt")
-  echo "after $EPOCHS epochs on ${TRAIN_SIZE:-all} images: test accuracy solver (float64) $sacc, torch (float32) $tacc; training samples/s solver $ssps, torch $tsps"
-  echo "ratio of test accuracies solver / torch: $(ratio "$sacc" "$tacc"); of training samples/s: $(ratio "$ssps" "$tsps")"
+  scps=$(sed -n 's/^ *"samples_per_cpu_second": *\([0-9.eE+-]*\),*$/\1/p' "$OUT/solver/summary.json")
+  echo "solver (float64): test accuracy $sacc; training samples/s $ssps, per CPU second $scps"
+  jget() { "$PYTHON" -c 'import json, sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])[sys.argv[2]])' "$1" "$2"; }
+  for dt in float32 float64; do
+    "$PYTHON" bench/s4d_torch.py --dtype $dt --H "$H" --N "$N" --layers "$LAYERS" \
+      --batch "$BATCH" --epochs "$EPOCHS" --lr "$LR" --train_size "$TRAIN_SIZE" --test_size "$TEST_SIZE" \
+      --threads "$THREADS" >"$OUT/t_train_$dt.txt"
+    cat "$OUT/t_train_$dt.txt"
+    tacc=$(jget "$OUT/t_train_$dt.txt" test_accuracy)
+    tsps=$(jget "$OUT/t_train_$dt.txt" samples_per_second)
+    tcps=$(jget "$OUT/t_train_$dt.txt" samples_per_cpu_second)
+    echo "after $EPOCHS epochs on ${TRAIN_SIZE:-all} images: test accuracy solver (float64) $sacc, torch ($dt) $tacc (ratio $(ratio "$sacc" "$tacc"))"
+    echo "training samples/s solver $ssps, torch $dt $tsps: ratio $(ratio "$ssps" "$tsps"); per CPU second solver $scps, torch $dt $tcps: ratio $(ratio "$scps" "$tcps")"
+  done
   echo "load after training: $(cut -d' ' -f1-3 /proc/loadavg)"
 fi
