@@ -17,62 +17,19 @@ solver=${SOLVER:-../solver}
 work=$(mktemp -d "${TMPDIR:-/tmp}/test_ssm_hippo.XXXXXX") || exit 1
 trap 'rm -rf "$work"' EXIT
 fail=0
-
-metric() {
-  sed -n "s/^ *\"$2\": *\([-+0-9.eEinfINFa]*\),*\$/\1/p" "$1" | head -n 1
-}
-# between V LO HI: LO <= V <= HI, V a number
-between() {
-  awk -v v="$1" -v lo="$2" -v hi="$3" 'BEGIN {
-    if (v == "" || v + 0 != v) exit 1
-    exit !(v >= lo + 0 && v <= hi + 0) }'
-}
-run() {
-  name=$1
-  shift
-  if ! "$solver" --quiet --out "$work/$name" --plugin ssm_hippo "$@" >"$work/$name.log" 2>&1; then
-    cat "$work/$name.log"
-    echo "FAIL: $name: solver --plugin ssm_hippo $* exited with an error"
-    fail=1
-    return 1
-  fi
-  return 0
-}
-check() {
-  v=$(metric "$work/$1/summary.json" "$2")
-  if between "$v" "$3" "$4"; then
-    echo "ok   $1: $2 = $v in [$3, $4]"
-  else
-    echo "FAIL: $1: $2 = '$v', expected in [$3, $4]"
-    fail=1
-  fi
-}
-refuse() {
-  name=$1
-  pattern=$2
-  shift 2
-  if "$solver" --quiet --out "$work/$name" --plugin ssm_hippo "$@" >"$work/$name.log" 2>&1; then
-    echo "FAIL: $name: solver $* succeeded; it must refuse this"
-    fail=1
-  elif ! grep -q -- "$pattern" "$work/$name.log"; then
-    cat "$work/$name.log"
-    echo "FAIL: $name: the message does not say '$pattern'"
-    fail=1
-  else
-    echo "ok   $name refused: $(grep -- "$pattern" "$work/$name.log" | head -n 1)"
-  fi
-}
+. "${srcdir:-.}/testlib.sh"
+P="--plugin ssm_hippo"
 
 # 1. The experiment (shorter kernels than the default 1000: the agreement
 # is checked over 200 steps).
-if run all -seeds 20 -L 200; then
+if run all $P -seeds 20 -L 200; then
   # factor 2 around the independent figures
-  check all mse_legt 5.5e-6 2.2e-5
-  check all mse_legs 3.65e-5 1.46e-4
-  check all mse_fout 7e-4 2.8e-3
-  check all mse_legs_tv 1.7e-6 6.8e-6
-  check all kernel_agreement 0 1e-10
-  check all legs_fast_step_agreement 0 1e-12
+  check_range all mse_legt 5.5e-6 2.2e-5
+  check_range all mse_legs 3.65e-5 1.46e-4
+  check_range all mse_fout 7e-4 2.8e-3
+  check_range all mse_legs_tv 1.7e-6 6.8e-6
+  check_range all kernel_agreement 0 1e-10
+  check_range all legs_fast_step_agreement 0 1e-12
   for f in A.csv B.csv lambda.csv nplr.csv kernel.csv mse.csv reconstruction.csv basis.csv \
            reconstruction.png basis.png; do
     [ -s "$work/all/$f" ] || { echo "FAIL: all: no $f"; fail=1; }
@@ -84,26 +41,26 @@ if run all -seeds 20 -L 200; then
 fi
 
 # 2. One measure at a time, other N, scales and discretisations.
-if run legt -measure legt -N 16 -scale s4 -disc zoh -experiment none -L 300; then
-  check legt kernel_agreement 0 1e-10
+if run legt $P -measure legt -N 16 -scale s4 -disc zoh -experiment none -L 300; then
+  check_range legt kernel_agreement 0 1e-10
   rows=$(($(wc -l <"$work/legt/A.csv") - 1))
   [ "$rows" = 16 ] || { echo "FAIL: legt: A.csv has $rows rows, not 16"; fail=1; }
 fi
-if run fout -measure fout -N 32 -disc zoh -dt 0.01 -experiment measure -seeds 2 -L 300; then
-  check fout kernel_agreement 0 1e-10
+if run fout $P -measure fout -N 32 -disc zoh -dt 0.01 -experiment measure -seeds 2 -L 300; then
+  check_range fout kernel_agreement 0 1e-10
 fi
-if run lagt -measure lagt -N 8 -experiment none -L 300; then
-  check lagt kernel_agreement 0 1e-10
+if run lagt $P -measure lagt -N 8 -experiment none -L 300; then
+  check_range lagt kernel_agreement 0 1e-10
 fi
 
 # 3. Bad options.
-refuse odd_N "option -N = 63" -N 63 -experiment none
-refuse zero_dt "option -dt = 0" -dt 0 -experiment none
-refuse neg_dt "option -dt = -1" -dt -1 -experiment none
-refuse measure "unknown measure" -measure foo
-refuse disc "unknown discretisation" -disc foo -experiment none
-refuse scale "unknown scale" -scale foo -experiment none
-refuse signal "unknown signal generator" -signal foo
+refuse odd_N "option -N = 63" $P -N 63 -experiment none
+refuse zero_dt "option -dt = 0" $P -dt 0 -experiment none
+refuse neg_dt "option -dt = -1" $P -dt -1 -experiment none
+refuse measure "unknown measure" $P -measure foo
+refuse disc "unknown discretisation" $P -disc foo -experiment none
+refuse scale "unknown scale" $P -scale foo -experiment none
+refuse signal "unknown signal generator" $P -signal foo
 
 if [ "$fail" -eq 0 ]; then
   echo "PASS: test_ssm_hippo.sh"

@@ -31,54 +31,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/test_ssm_s4.XXXXXX") || exit 1
 trap 'rm -rf "$work"' EXIT
 export OPENBLAS_NUM_THREADS=1
 fail=0
-
-metric() {
-  sed -n "s/^ *\"$2\": *\([-+0-9.eEinfINFa]*\),*\$/\1/p" "$1" | head -n 1
-}
-# cmp_num A OP B: awk comparison of two numbers
-cmp_num() {
-  awk -v a="$1" -v b="$3" -v op="$2" 'BEGIN {
-    if (a == "" || b == "" || a + 0 != a) exit 1
-    if (op == "<=") exit !(a <= b + 0)
-    if (op == ">=") exit !(a >= b + 0)
-    if (op == "==") exit !(a == b + 0)
-    exit 1 }'
-}
-run() {
-  name=$1
-  shift
-  if ! "$solver" --quiet --out "$work/$name" "$@" >"$work/$name.log" 2>&1; then
-    cat "$work/$name.log"
-    echo "FAIL: $name: solver $* exited with an error"
-    fail=1
-    return 1
-  fi
-  return 0
-}
-check() {
-  v=$(metric "$work/$1/summary.json" "$2")
-  if cmp_num "$v" "$3" "$4"; then
-    echo "ok   $1: $2 = $v $3 $4"
-  else
-    echo "FAIL: $1: $2 = '$v', expected $3 $4"
-    fail=1
-  fi
-}
-refuse() {
-  name=$1
-  pattern=$2
-  shift 2
-  if "$solver" --quiet --out "$work/$name" $P "$@" >"$work/$name.log" 2>&1; then
-    echo "FAIL: $name: solver $* succeeded; it must refuse this"
-    fail=1
-  elif ! grep -q -- "$pattern" "$work/$name.log"; then
-    cat "$work/$name.log"
-    echo "FAIL: $name: the message does not say '$pattern'"
-    fail=1
-  else
-    echo "ok   $name refused: $(grep -- "$pattern" "$work/$name.log" | head -n 1)"
-  fi
-}
+. "${srcdir:-.}/testlib.sh"
 
 P="--plugin ssm_s4 -data $data -threads 1"
 SMALL="-train_size 3000 -val_size 1000 -test_size 1000 -H 16 -N 16 -batch 32 -epochs 3 -lr 0.02"
@@ -147,16 +100,16 @@ else
 fi
 
 # 4. Bad options.
-refuse no_data "no such directory" -data "$work/nonexistent"
-refuse odd_N "option -N = 15" -N 15
-refuse zero_dt "need 0 < dt_min" -dt_min 0
-refuse neg_dt "need 0 < dt_min" -dt_min -0.01
-refuse init "unknown S4D initialisation" -init foo
-refuse disc "the S4D layer offers zoh and bilinear" -disc euler
-refuse mode "expected conv or recurrent" -mode foo
-refuse eval_nockpt "give the trained model with -checkpoint" -eval_only true
+refuse no_data "no such directory" $P -data "$work/nonexistent"
+refuse odd_N "option -N = 15" $P -N 15
+refuse zero_dt "need 0 < dt_min" $P -dt_min 0
+refuse neg_dt "need 0 < dt_min" $P -dt_min -0.01
+refuse init "unknown S4D initialisation" $P -init foo
+refuse disc "the S4D layer offers zoh and bilinear" $P -disc euler
+refuse mode "expected conv or recurrent" $P -mode foo
+refuse eval_nockpt "give the trained model with -checkpoint" $P -eval_only true
 if [ -s "$work/train/checkpoint.bin" ]; then
-  refuse eval_wrong "the model must have been trained with the same" -H 8 -N 16 -layers 2 \
+  refuse eval_wrong "the model must have been trained with the same" $P -H 8 -N 16 -layers 2 \
     -eval_only true -checkpoint "$work/train/checkpoint.bin"
 fi
 

@@ -36,13 +36,36 @@ run() {
   return 0
 }
 
+# cmp_num A OP B: A is a number and A OP B (OP: <=, >= or ==)
+cmp_num() {
+  awk -v a="$1" -v b="$3" -v op="$2" 'BEGIN {
+    if (a == "" || b == "" || a + 0 != a) exit 1
+    if (op == "<=") exit !(a <= b + 0)
+    if (op == ">=") exit !(a >= b + 0)
+    if (op == "==") exit !(a == b + 0)
+    exit 1 }'
+}
+
 # check NAME METRIC TOL: metric METRIC of run NAME is <= TOL
+# check NAME METRIC OP VALUE: ... OP VALUE (OP: <=, >= or ==)
 check() {
+  if [ $# -ge 4 ]; then op=$3 want=$4; else op="<=" want=$3; fi
   v=$(metric "$work/$1/summary.json" "$2")
-  if below "$v" "$3"; then
-    echo "ok   $1: $2 = $v <= $3"
+  if cmp_num "$v" "$op" "$want"; then
+    echo "ok   $1: $2 = $v $op $want"
   else
-    echo "FAIL: $1: $2 = '$v', expected <= $3"
+    echo "FAIL: $1: $2 = '$v', expected $op $want"
+    fail=1
+  fi
+}
+
+# check_range NAME METRIC LO HI: metric METRIC of run NAME is in [LO, HI]
+check_range() {
+  v=$(metric "$work/$1/summary.json" "$2")
+  if cmp_num "$v" ">=" "$3" && cmp_num "$v" "<=" "$4"; then
+    echo "ok   $1: $2 = $v in [$3, $4]"
+  else
+    echo "FAIL: $1: $2 = '$v', expected in [$3, $4]"
     fail=1
   fi
 }
