@@ -34,6 +34,7 @@ def main():
     ap.add_argument("--data", default="/tmp/mnist")
     ap.add_argument("--model", default="lie", choices=["lie", "cnn"])
     ap.add_argument("--channels", type=int, default=16)
+    ap.add_argument("--blocks", type=int, default=0)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--kernel_lr", type=float, default=1.0)
     ap.add_argument("--mult", default="")
@@ -48,7 +49,7 @@ def main():
     torch.set_num_threads(1)
     torch.manual_seed(o.seed)
     a = argparse.Namespace(model=o.model, group="sl2", channels=o.channels, samples=8, mid=0, pad=2,
-                           blocks=0, head=64, final_norm=1, cnn_channels=o.channels * 8,
+                           blocks=o.blocks, head=64, final_norm=1, cnn_channels=o.channels * 8,
                            kernel_width=60, kernel_layers=3, omega=o.omega, mask="hard", pool=o.pool)
     net = P.Net(a, P.read_samples(o.samples_file), torch.float32).float()
     tr = P.read_idx(P.find(o.data, "train", "images"))
