@@ -411,7 +411,7 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--weight_decay", type=float, default=0.01)
-    ap.add_argument("--kernel_lr", type=float, default=0.03)
+    ap.add_argument("--kernel_lr", type=float, default=1.0)
     ap.add_argument("--train_size", type=int, default=4000)
     ap.add_argument("--test_size", type=int, default=2000)
     ap.add_argument("--test_images")
