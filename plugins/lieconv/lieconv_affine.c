@@ -146,8 +146,10 @@ static int lie_setup(sv_run *r, void **state)
       sv_opt_real(r, "-lr", 1e-3, "AdamW learning rate (one cosine over the run to -lr_min)", &o.lr) < 0 ||
       sv_opt_real(r, "-lr_min", 0, "final learning rate of the cosine schedule", &o.lr_min) < 0 ||
       sv_opt_real(r, "-kernel_lr", 1, "learning-rate multiplier of the SIREN kernel networks "
-                  "(their sine layers turn a step of lr into a phase change of about "
-                  "lr x omega x width)", &o.kernel_lr) < 0 ||
+                  "(their sine layers turn an Adam step of lr into a phase change of up to "
+                  "lr x omega x width: 0.03 learns far faster in the first epoch, but 1 ends "
+                  "higher after 10 epochs on the validation splits of digits and "
+                  "Fashion-MNIST)", &o.kernel_lr) < 0 ||
       sv_opt_real(r, "-weight_decay", 0.01, "AdamW's decoupled weight decay (PyTorch's default), "
                   "on every parameter block", &o.weight_decay) < 0 ||
       sv_opt_int(r, "-warmup", 0, "linear learning-rate warm-up steps before the cosine",
