@@ -10,6 +10,8 @@
  * returns, which keeps a run with a given number of threads bit-for-bit
  * reproducible.
  *
+ * Waiting is a short spin, then a sleep (see the struct).
+ *
  * A failing task's message (error.c keeps one per thread) is handed to the
  * caller's thread, so sv_errmsg() after a failed sv__pool_run says what
  * went wrong wherever it happened.
@@ -17,6 +19,7 @@
 #include "internal.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,16 +31,33 @@ struct sv__pool {
   int n; /* tasks per run; n - 1 workers */
   pthread_t *threads;
   int started; /* workers running */
+  /* A run is announced by bumping `generation` and counted down in
+     `pending`. Both sides spin on these for a while before they sleep on
+     the condition variables: a training loop runs the pool every few
+     hundred microseconds, and waking a sleeping thread (on a virtual
+     machine, a halted virtual CPU) can cost as much as the work. */
+  _Atomic unsigned long generation;
+  _Atomic int pending; /* worker tasks of this run not finished yet */
+  _Atomic int quit;
   pthread_mutex_t mu;
   pthread_cond_t go, done;
-  unsigned long generation; /* bumped by each run: the workers' signal to start */
-  int pending;              /* worker tasks of this run not finished yet */
-  int quit;
+  int sleepers;     /* workers waiting on `go` (under mu) */
+  int main_waiting; /* the caller waits on `done` (under mu) */
   int (*task)(void *ctx, int i);
   void *ctx;
-  int failed; /* lowest failing task + 1, 0: none */
+  int failed; /* lowest failing task + 1, 0: none (under mu) */
   char msg[POOL_MSG_MAX];
 };
+
+/* about half a millisecond of polling before sleeping */
+#define POOL_SPINS 20000
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
 
 typedef struct {
   sv__pool *pool;
@@ -46,11 +66,31 @@ typedef struct {
 
 static void task_failed(sv__pool *p, int i)
 {
-  /* called with p->mu held */
+  pthread_mutex_lock(&p->mu);
   if (!p->failed || i + 1 < p->failed) {
     p->failed = i + 1;
     snprintf(p->msg, sizeof p->msg, "%s", sv_errmsg());
   }
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* Wait until the generation differs from `seen` (or quit); returns it. */
+static unsigned long wait_for_run(sv__pool *p, unsigned long seen)
+{
+  for (int k = 0; k < POOL_SPINS; k++) {
+    unsigned long g = atomic_load_explicit(&p->generation, memory_order_acquire);
+    if (g != seen || atomic_load_explicit(&p->quit, memory_order_relaxed))
+      return g;
+    cpu_relax();
+  }
+  pthread_mutex_lock(&p->mu);
+  p->sleepers++;
+  while (atomic_load_explicit(&p->generation, memory_order_acquire) == seen &&
+         !atomic_load_explicit(&p->quit, memory_order_relaxed))
+    pthread_cond_wait(&p->go, &p->mu);
+  p->sleepers--;
+  pthread_mutex_unlock(&p->mu);
+  return atomic_load_explicit(&p->generation, memory_order_acquire);
 }
 
 static void *worker(void *arg)
@@ -60,24 +100,20 @@ static void *worker(void *arg)
   int i = w->index;
   free(w);
   unsigned long seen = 0;
-  pthread_mutex_lock(&p->mu);
   for (;;) {
-    while (!p->quit && p->generation == seen)
-      pthread_cond_wait(&p->go, &p->mu);
-    if (p->quit)
+    seen = wait_for_run(p, seen);
+    if (atomic_load_explicit(&p->quit, memory_order_relaxed))
       break;
-    seen = p->generation;
-    int (*task)(void *, int) = p->task;
-    void *ctx = p->ctx;
-    pthread_mutex_unlock(&p->mu);
-    int rc = task(ctx, i);
-    pthread_mutex_lock(&p->mu);
-    if (rc < 0)
+    /* task and ctx were stored before the generation (release) */
+    if (p->task(p->ctx, i) < 0)
       task_failed(p, i);
-    if (--p->pending == 0)
-      pthread_cond_signal(&p->done);
+    if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
+      pthread_mutex_lock(&p->mu);
+      if (p->main_waiting)
+        pthread_cond_signal(&p->done);
+      pthread_mutex_unlock(&p->mu);
+    }
   }
-  pthread_mutex_unlock(&p->mu);
   return NULL;
 }
 
@@ -89,6 +125,9 @@ sv__pool *sv__pool_new(int n)
   if (!p)
     return sv_fail("thread pool: out of memory"), NULL;
   p->n = n;
+  atomic_init(&p->generation, 0);
+  atomic_init(&p->pending, 0);
+  atomic_init(&p->quit, 0);
   if (pthread_mutex_init(&p->mu, NULL) != 0) {
     free(p);
     return sv_fail("thread pool: pthread_mutex_init failed"), NULL;
@@ -117,7 +156,7 @@ void sv__pool_free(sv__pool *p)
   if (!p)
     return;
   pthread_mutex_lock(&p->mu);
-  p->quit = 1;
+  atomic_store_explicit(&p->quit, 1, memory_order_relaxed);
   pthread_cond_broadcast(&p->go);
   pthread_mutex_unlock(&p->mu);
   for (int i = 0; i < p->started; i++)
@@ -135,22 +174,30 @@ int sv__pool_run(sv__pool *p, int (*task)(void *ctx, int i), void *ctx)
 {
   if (!p || p->n == 1)
     return task(ctx, 0);
-  pthread_mutex_lock(&p->mu);
   p->task = task;
   p->ctx = ctx;
   p->failed = 0;
-  p->pending = p->n - 1;
-  p->generation++;
-  pthread_cond_broadcast(&p->go);
+  atomic_store_explicit(&p->pending, p->n - 1, memory_order_relaxed);
+  /* the lock orders the bump against a worker going to sleep */
+  pthread_mutex_lock(&p->mu);
+  atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
+  if (p->sleepers)
+    pthread_cond_broadcast(&p->go);
   pthread_mutex_unlock(&p->mu);
 
-  int rc = task(ctx, 0);
-
-  pthread_mutex_lock(&p->mu);
-  if (rc < 0)
+  if (task(ctx, 0) < 0)
     task_failed(p, 0);
-  while (p->pending > 0)
-    pthread_cond_wait(&p->done, &p->mu);
+
+  int spins = 0;
+  while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0 && spins++ < POOL_SPINS)
+    cpu_relax();
+  pthread_mutex_lock(&p->mu);
+  if (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
+    p->main_waiting = 1;
+    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0)
+      pthread_cond_wait(&p->done, &p->mu);
+    p->main_waiting = 0;
+  }
   int failed = p->failed;
   pthread_mutex_unlock(&p->mu);
   if (failed)
