@@ -26,53 +26,7 @@ fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/test_lieconv.XXXXXX") || exit 1
 trap 'rm -rf "$work"' EXIT
 fail=0
-
-metric() {
-  sed -n "s/^ *\"$2\": *\([-+0-9.eEinfINFa]*\),*\$/\1/p" "$1" | head -n 1
-}
-# cmp_num A OP B: awk comparison of two numbers
-cmp_num() {
-  awk -v a="$1" -v b="$3" -v op="$2" 'BEGIN {
-    if (a == "" || b == "" || a + 0 != a) exit 1
-    if (op == "<=") exit !(a <= b + 0)
-    if (op == ">=") exit !(a >= b + 0)
-    exit 1 }'
-}
-run() {
-  name=$1
-  shift
-  if ! "$solver" --quiet --out "$work/$name" "$@" >"$work/$name.log" 2>&1; then
-    cat "$work/$name.log"
-    echo "FAIL: $name: solver $* exited with an error"
-    fail=1
-    return 1
-  fi
-  return 0
-}
-check() {
-  v=$(metric "$work/$1/summary.json" "$2")
-  if cmp_num "$v" "$3" "$4"; then
-    echo "ok   $1: $2 = $v $3 $4"
-  else
-    echo "FAIL: $1: $2 = '$v', expected $3 $4"
-    fail=1
-  fi
-}
-refuse() {
-  name=$1
-  pattern=$2
-  shift 2
-  if "$solver" --quiet --out "$work/$name" "$@" >"$work/$name.log" 2>&1; then
-    echo "FAIL: $name: solver $* succeeded; it must refuse this"
-    fail=1
-  elif ! grep -q -- "$pattern" "$work/$name.log"; then
-    cat "$work/$name.log"
-    echo "FAIL: $name: the message does not say '$pattern'"
-    fail=1
-  else
-    echo "ok   $name refused: $(grep -- "$pattern" "$work/$name.log" | head -n 1)"
-  fi
-}
+. "${srcdir:-.}/testlib.sh"
 
 P="--plugin lieconv_affine -data $data"
 
