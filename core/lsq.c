@@ -16,8 +16,9 @@
  * per share for the loss and gradient and one for the batched Jacobian
  * rows, run side by side by a thread pool (thread_pool.c) and summed in
  * share order: within a process the same row split MPI makes across
- * ranks. BLAS runs single-threaded inside the shares (on a few hundred
- * rows, OpenBLAS's own threads cost more than they gain).
+ * ranks. OpenBLAS runs single-threaded while there are shares (on a few
+ * hundred rows its own threads cost more than they gain, and they would
+ * fight the shares' threads for the cores).
  */
 #include "internal.h"
 
@@ -54,6 +55,7 @@ struct sv_lsq {
   int nshares;         /* sv_lsq_set_threads: 0 (one thread) or >= 2 */
   lsq_share *shares;
   sv__pool *pool;
+  int blas_saved;      /* OpenBLAS threads before the shares (restored) */
   double *out_r, *out_J; /* where the shares write residuals and rows */
   sv_objective obj;
 };
@@ -82,6 +84,9 @@ static const sv_node *mixes_rows(sv_graph *g, const sv_node *res)
 
 static void free_shares(sv_lsq *l)
 {
+  if (l->blas_saved > 1)
+    openblas_set_num_threads(l->blas_saved);
+  l->blas_saved = 0;
   sv__pool_free(l->pool);
   l->pool = NULL;
   for (int t = 0; t < l->nshares; t++) {
@@ -307,21 +312,23 @@ int sv_lsq_set_threads(sv_lsq *l, int threads)
     free_shares(l);
     return -1;
   }
+  /* The threads are the parallelism: OpenBLAS's own threads on top of
+     them (inside the shares, or in the optimizer's products between
+     runs, while the pool's workers still spin) fight them for the cores.
+     Serial until the shares go (free_shares). */
+  l->blas_saved = openblas_get_num_threads();
+  if (l->blas_saved > 1)
+    openblas_set_num_threads(1);
   return 0;
 }
 
 int sv_lsq_threads(const sv_lsq *l) { return l && l->nshares > 1 ? l->nshares : 1; }
 
-/* Run task over the shares with single-threaded BLAS inside them. */
+/* Run task over the shares (BLAS is single-threaded while there are
+   shares: sv_lsq_set_threads). */
 static int run_shares(sv_lsq *l, int (*task)(void *ctx, int i))
 {
-  int nb = openblas_get_num_threads();
-  if (nb > 1)
-    openblas_set_num_threads(1);
-  int rc = sv__pool_run(l->pool, task, l);
-  if (nb > 1)
-    openblas_set_num_threads(nb);
-  return rc;
+  return sv__pool_run(l->pool, task, l);
 }
 
 static int share_loss_grad(void *ctx, int t)

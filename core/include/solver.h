@@ -507,7 +507,8 @@ SV_API int sv_lsq_bind(sv_lsq *l, sv_node *input, const double *data);
 SV_API int sv_lsq_set_weight(sv_lsq *l, int k, double w);
 SV_API const sv_objective *sv_lsq_objective(sv_lsq *l);
 /* Split this rank's rows over `threads` threads of this process (default
-   1), each with its own plans and single-threaded BLAS; loss, gradient,
+   1), each with its own plans; OpenBLAS is single-threaded until the
+   objective is freed (the threads are the parallelism); loss, gradient,
    residuals and Jacobian rows are combined in a fixed order, so a run is
    reproducible for a given thread count and agrees with 1 thread to
    round-off. At most one thread per row. Call after sv_lsq_new. */
