@@ -125,7 +125,6 @@ static const sv_opdef op_bmm;
 static void small_gemm(int ta, int tb, int m, int n, int k, const double *restrict A, int lda,
                        const double *restrict B, int ldb, double *restrict C)
 {
-  memset(C, 0, (size_t)m * (size_t)n * sizeof *C);
   if (n == 1) { /* a matrix-vector product: one dot per output */
     for (int i = 0; i < m; i++) {
       double s = 0;
@@ -135,8 +134,30 @@ static void small_gemm(int ta, int tb, int m, int n, int k, const double *restri
     }
     return;
   }
+  if (ta && !tb && k <= 3) {
+    /* the Jacobian rows of a jet layer: k = 1 + order stacked rows, each
+       output row a sum of k scaled rows of B in one pass (the loops over
+       16 columns were shorter than their own set-up) */
+    const double *b0 = B, *b1 = B + ldb, *b2 = B + 2 * ldb;
+    for (int i = 0; i < m; i++) {
+      double *restrict c = C + i * n;
+      double a0 = A[i], a1 = k > 1 ? A[lda + i] : 0, a2 = k > 2 ? A[2 * lda + i] : 0;
+      if (k == 3)
+        for (int j = 0; j < n; j++)
+          c[j] = a0 * b0[j] + a1 * b1[j] + a2 * b2[j];
+      else if (k == 2)
+        for (int j = 0; j < n; j++)
+          c[j] = a0 * b0[j] + a1 * b1[j];
+      else
+        for (int j = 0; j < n; j++)
+          c[j] = a0 * b0[j];
+    }
+    return;
+  }
   for (int i = 0; i < m; i++) {
     double *restrict c = C + i * n;
+    for (int j = 0; j < n; j++)
+      c[j] = 0;
     for (int l = 0; l < k; l++) {
       double av = ta ? A[l * lda + i] : A[i * lda + l];
       if (tb)
