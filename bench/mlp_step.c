@@ -21,16 +21,12 @@
  * the parameter blocks, the loss and the gradient as text, so that
  * `mlp_step_torch.py -check FILE` can recompute both in PyTorch.
  */
-#ifndef _POSIX_C_SOURCE
-#define _POSIX_C_SOURCE 200809L /* clock_gettime under -std=c11 */
-#endif
 #include <solver.h>
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <gsl/gsl_rng.h>
 
@@ -40,13 +36,6 @@ typedef struct {
   int reverse; /* -reverse: u'' by two sv_grad (reverse over reverse) instead of Taylor mode */
   const char *dump; /* write params, loss and gradient here (for the torch cross-check) */
 } bench_opts;
-
-static double now(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -275,14 +264,14 @@ int main(int argc, char **argv)
     }
   printf("c_rates");
   for (int r = 0; r < o.repeats; r++) {
-    double t0 = now();
+    double t0 = sv_wall_seconds();
     if (obj)
       for (int i = 0; i < o.steps; i++)
         obj->loss_grad(obj->ctx, theta, &lt, grad);
     else
       for (int i = 0; i < o.steps; i++)
         sv_plan_run(step);
-    rates[r] = o.steps / (now() - t0);
+    rates[r] = o.steps / (sv_wall_seconds() - t0);
     printf(" %.1f", rates[r]);
   }
   printf("\n");

@@ -25,16 +25,12 @@
  * Prints "c_rates r1 r2 ..." (steps per second of each repeat) and
  * "c_steps_per_second M" (their median). OPENBLAS_NUM_THREADS applies.
  */
-#ifndef _POSIX_C_SOURCE
-#define _POSIX_C_SOURCE 200809L /* clock_gettime under -std=c11 */
-#endif
 #include <solver.h>
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <gsl/gsl_rng.h>
 
@@ -55,13 +51,6 @@ typedef struct {
   int nin, nout;
   int steps, repeats; /* defaults of the case */
 } bcase;
-
-static double now(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -314,10 +303,10 @@ int main(int argc, char **argv)
   sv_node *outs[MAXARR];
   for (int i = 0; i < bc.nout; i++)
     outs[i] = bc.out[i].node;
-  double t0 = now();
+  double t0 = sv_wall_seconds();
   /* the timed plan has only f and the gradients */
   sv_plan *pl = sv_compile(bc.g, cases[ci].timed_outputs, outs, bc.batch);
-  double t1 = now();
+  double t1 = sv_wall_seconds();
   sv_plan *all = dir ? sv_compile(bc.g, bc.nout, outs, bc.batch) : NULL;
   if (!pl || (dir && !all)) {
     fprintf(stderr, "ops_bench: %s: compile: %s\n", bc.name, sv_errmsg());
@@ -359,10 +348,10 @@ int main(int argc, char **argv)
   printf("c_f %.17g\n", sv_plan_value(pl, bc.out[0].node)[0]);
   printf("c_rates");
   for (int r = 0; r < repeats; r++) {
-    double a = now();
+    double a = sv_wall_seconds();
     for (int i = 0; i < steps; i++)
       sv_plan_run(pl);
-    rates[r] = steps / (now() - a);
+    rates[r] = steps / (sv_wall_seconds() - a);
     printf(" %.2f", rates[r]);
   }
   printf("\n");

@@ -19,12 +19,21 @@
 
 #include <gsl/gsl_rng.h>
 
-double sv__now(void)
+double sv_wall_seconds(void)
 {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+double sv_cpu_seconds(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+double sv__now(void) { return sv_wall_seconds(); }
 
 /* ------------------------------------------------------------------ */
 /* Output directory                                                    */

@@ -543,6 +543,12 @@ SV_API void sv_run_partition(const sv_run *r, int total, int *first, int *count)
    rank, in rank order. */
 SV_API int sv_allgather(sv_run *r, const double *mine, int count, double *all);
 
+/* Clocks, in seconds: wall (monotonic, from an arbitrary origin) and the
+   CPU time of this process, all its threads (on a shared machine the time
+   a computation actually ran). Differences are what count. */
+SV_API double sv_wall_seconds(void);
+SV_API double sv_cpu_seconds(void);
+
 /* Logging (rank 0 only; never print directly from a plugin). */
 SV_API void sv_log(sv_run *r, const char *fmt, ...) SV_PRINTF(2, 3);
 SV_API void sv_warn(sv_run *r, const char *fmt, ...) SV_PRINTF(2, 3);

@@ -27,7 +27,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define PATHLEN 4096
 #define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
@@ -363,13 +362,6 @@ static uint64_t mix64(uint64_t z)
   return z ^ (z >> 31);
 }
 
-static double now(void)
-{
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 typedef struct {
   sv_run *r;
   const lie_opts *o;
@@ -404,7 +396,7 @@ static int accuracy(sv_run *r, lie_model *m, const lie_images *im, double *acc)
 /* Validation after `epoch` (>= 1) epochs: validation.csv, a log line. */
 static int validate(lie_trainer *t, long epoch)
 {
-  double t0 = now();
+  double t0 = sv_wall_seconds();
   double vc, va;
   lie_model *m = t->m;
   lie_samples *step_draw = NULL;
@@ -425,7 +417,7 @@ static int validate(lie_trainer *t, long epoch)
   }
   if (rc < 0)
     return -1;
-  double t1 = now();
+  double t1 = sv_wall_seconds();
   t->val_seconds += t1 - t0;
   double secs = t0 - t->t_epoch;
   t->t_epoch = t1;
@@ -777,7 +769,7 @@ static int lie_run(sv_run *r, void *state)
     if (o->resample && m->samples && !(samples0 = lie_samples_clone(m->samples)))
       goto done;
     t.samples0 = samples0;
-    t.t_epoch = now();
+    t.t_epoch = sv_wall_seconds();
     sv_objective obj = lie_model_objective(m);
     obj.loss_grad = train_loss_grad;
     obj.ctx = &t;

@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #define S4_DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
@@ -313,33 +312,17 @@ static int s4_setup(sv_run *r, void **state)
 
 static int predict_conv(void *ctx, int count, const double *x, double *scores);
 
-/* CPU seconds of this process, all its threads: on a shared machine the
-   time the training actually ran, which its wall time is not */
-static double cpu_seconds(void)
-{
-  struct timespec t;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-  return t.tv_sec + 1e-9 * t.tv_nsec;
-}
-
-static double wall_seconds(void)
-{
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec + 1e-9 * t.tv_nsec;
-}
-
 /* After each epoch (at the first step of the next, and after the last),
    the validation accuracy into val.csv. */
 static int validate(s4 *s, long epoch)
 {
   sv_eval ev;
-  double w0 = wall_seconds(), c0 = cpu_seconds();
+  double w0 = sv_wall_seconds(), c0 = sv_cpu_seconds();
   if (sv_evaluate_classifier(s->r, s->val, s->threads * s->Bt, predict_conv, s, &ev) < 0)
     return -1;
   /* not training: train_seconds leaves it out */
-  s->val_wall += wall_seconds() - w0;
-  s->val_cpu += cpu_seconds() - c0;
+  s->val_wall += sv_wall_seconds() - w0;
+  s->val_cpu += sv_cpu_seconds() - c0;
   static const char *const cols[] = {"epoch", "val_accuracy"};
   double row[2] = {(double)epoch, ev.accuracy};
   sv_log(s->r, "epoch %ld: validation accuracy %.4f on %d images", epoch, ev.accuracy, s->val->n);
@@ -499,13 +482,13 @@ static int s4_run(sv_run *r, void *state)
     o.batch_metric = batch_metric;
     o.metric_name = "accuracy";
     sv_optim_result res;
-    double c0 = cpu_seconds();
+    double c0 = sv_cpu_seconds();
     if (sv_minimize(r, s->m.p, &obj, &o, &res) < 0)
       return sv_fail_context("ssm_s4: training");
     /* the validations after epochs 1 .. E-1 ran inside sv_minimize */
     train_seconds = res.seconds - s->val_wall;
     /* summed over the ranks: samples per CPU second is per core */
-    double cpu = cpu_seconds() - c0 - s->val_cpu;
+    double cpu = sv_cpu_seconds() - c0 - s->val_cpu;
     if (nranks > 1 && sv_allreduce_sum(r, &cpu, 1) < 0)
       return -1;
     if (s->val && validate(s, s->epochs) < 0)
