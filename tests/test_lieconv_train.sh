@@ -18,15 +18,11 @@ solver=${SOLVER:-../solver}
 mpiexec=${MPIEXEC:-mpiexec}
 data=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
 
-if [ ! -e "$data/train-images-idx3-ubyte.gz" ] && [ ! -e "$data/train-images-idx3-ubyte" ]; then
-  echo "SKIP: no Fashion-MNIST in $data (Debian: dataset-fashion-mnist)"
-  exit 77
-fi
-
 work=$(mktemp -d "${TMPDIR:-/tmp}/test_lieconv.XXXXXX") || exit 1
 trap 'rm -rf "$work"' EXIT
 fail=0
 . "${srcdir:-.}/testlib.sh"
+need_fashion_mnist "$data"
 
 P="--plugin lieconv_affine -data $data"
 

@@ -22,16 +22,12 @@ solver=${SOLVER:-../solver}
 mpiexec=${MPIEXEC:-mpiexec}
 data=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
 
-if [ ! -e "$data/train-images-idx3-ubyte.gz" ] && [ ! -e "$data/train-images-idx3-ubyte" ]; then
-  echo "SKIP: no Fashion-MNIST in $data (Debian: dataset-fashion-mnist)"
-  exit 77
-fi
-
 work=$(mktemp -d "${TMPDIR:-/tmp}/test_ssm_s4.XXXXXX") || exit 1
 trap 'rm -rf "$work"' EXIT
 export OPENBLAS_NUM_THREADS=1
 fail=0
 . "${srcdir:-.}/testlib.sh"
+need_fashion_mnist "$data"
 
 P="--plugin ssm_s4 -data $data -threads 1"
 SMALL="-train_size 3000 -val_size 1000 -test_size 1000 -H 16 -N 16 -batch 32 -epochs 3 -lr 0.02"

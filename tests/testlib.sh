@@ -86,3 +86,12 @@ refuse() {
     echo "ok   $name refused: $(grep -- "$pattern" "$work/$name.log" | head -n 1)"
   fi
 }
+
+# need_fashion_mnist DIR: exit 77 (automake's SKIP) unless DIR holds
+# Fashion-MNIST (plain or gzipped IDX files)
+need_fashion_mnist() {
+  if [ ! -e "$1/train-images-idx3-ubyte.gz" ] && [ ! -e "$1/train-images-idx3-ubyte" ]; then
+    echo "SKIP: no Fashion-MNIST in $1 (Debian: dataset-fashion-mnist)"
+    exit 77
+  fi
+}

@@ -97,6 +97,19 @@ static int check_range_int(const char *name, int v, int lo, int hi, const char *
   return 0;
 }
 
+/* The index of `value` among the n names of option `opt` (any case), or a
+   message listing the `expected` ones. */
+static int parse_name(const char *opt, const char *value, const char *const *names, int n,
+                      const char *expected, int *out)
+{
+  for (int i = 0; i < n; i++)
+    if (strcasecmp(value, names[i]) == 0) {
+      *out = i;
+      return 0;
+    }
+  return sv_fail("option %s '%s': expected %s", opt, value, expected);
+}
+
 int pinn_opts_declare(sv_run *r, pinn_opts *o)
 {
   char act[32], second[32], grid[32], cont[32], deriv[32];
@@ -195,38 +208,16 @@ int pinn_opts_declare(sv_run *r, pinn_opts *o)
   if (o->act == SV_ACT_NONE)
     return sv_fail("option -activation none: a linear network cannot have the curvature "
                    "the equations need (its second derivative is zero)");
-  int found = 0;
-  for (int i = 0; i < 3; i++)
-    if (strcasecmp(second, second_names[i]) == 0) {
-      o->second = (pinn_second)i;
-      found = 1;
-    }
-  if (!found)
-    return sv_fail("option -second_stage '%s': expected lm, lbfgs or none", second);
-  found = 0;
-  for (int i = 0; i < 2; i++)
-    if (strcasecmp(grid, grid_names[i]) == 0) {
-      o->grid = (pinn_grid)i;
-      found = 1;
-    }
-  if (!found)
-    return sv_fail("option -grid '%s': expected even or chebyshev", grid);
-  found = 0;
-  for (int i = 0; i < 2; i++)
-    if (strcasecmp(cont, continuation_names[i]) == 0) {
-      o->continuation = (pinn_continuation)i;
-      found = 1;
-    }
-  if (!found)
-    return sv_fail("option -continuation '%s': expected frobenius or none", cont);
-  found = 0;
-  for (int i = 0; i < 2; i++)
-    if (strcasecmp(deriv, derivatives_names[i]) == 0) {
-      o->derivatives = (pinn_derivatives)i;
-      found = 1;
-    }
-  if (!found)
-    return sv_fail("option -derivatives '%s': expected jet or reverse", deriv);
+  int k[4] = {0, 0, 0, 0};
+  if (parse_name("-second_stage", second, second_names, 3, "lm, lbfgs or none", &k[0]) < 0 ||
+      parse_name("-grid", grid, grid_names, 2, "even or chebyshev", &k[1]) < 0 ||
+      parse_name("-continuation", cont, continuation_names, 2, "frobenius or none", &k[2]) < 0 ||
+      parse_name("-derivatives", deriv, derivatives_names, 2, "jet or reverse", &k[3]) < 0)
+    return -1;
+  o->second = (pinn_second)k[0];
+  o->grid = (pinn_grid)k[1];
+  o->continuation = (pinn_continuation)k[2];
+  o->derivatives = (pinn_derivatives)k[3];
   if (!(o->frobenius_window > 0 && o->frobenius_window < 1))
     return sv_fail("option -frobenius_window = %g: must be in (0, 1) (a fraction of the radius "
                    "of convergence of the local series)", o->frobenius_window);
