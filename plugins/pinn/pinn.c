@@ -548,6 +548,17 @@ sv_node *pinn_normalize(sv_node *x, double lo, double hi)
   return sv_add_scalar(sv_scale(x, s), -1.0 - s * lo);
 }
 
+/* The graph took the derivative nodes d1 (and d2 when asked). */
+static int derivs_built(pinn_model *m, sv_node *d1, sv_node *d2, int want_d2)
+{
+  const char *e = sv_graph_error(m->g);
+  if (e)
+    return sv_fail("pinn: building derivatives: %s", e);
+  if (!d1 || (want_d2 && !d2))
+    return sv_fail("pinn: building derivatives failed");
+  return 0;
+}
+
 int pinn_derivs(pinn_model *m, sv_node *y, sv_node **d1, sv_node **d2)
 {
   if (!m || !y || !d1)
@@ -555,12 +566,7 @@ int pinn_derivs(pinn_model *m, sv_node *y, sv_node **d1, sv_node **d2)
   *d1 = sv_grad(y, m->x);
   if (d2)
     *d2 = sv_grad(*d1, m->x);
-  const char *e = sv_graph_error(m->g);
-  if (e)
-    return sv_fail("pinn: building derivatives: %s", e);
-  if (!*d1 || (d2 && !*d2))
-    return sv_fail("pinn: building derivatives failed");
-  return 0;
+  return derivs_built(m, *d1, d2 ? *d2 : NULL, d2 != NULL);
 }
 
 pinn_jet pinn_model_input_jet(pinn_model *m, int order)
@@ -604,12 +610,7 @@ int pinn_jet_derivs(pinn_model *m, const pinn_jet *y, sv_node **d1, sv_node **d2
   *d1 = pinn_jet_node(y, 0);
   if (d2)
     *d2 = pinn_jet_node(y, 1);
-  const char *e = sv_graph_error(m->g);
-  if (e)
-    return sv_fail("pinn: building derivatives: %s", e);
-  if (!*d1 || (d2 && !*d2))
-    return sv_fail("pinn: building derivatives failed");
-  return 0;
+  return derivs_built(m, *d1, d2 ? *d2 : NULL, d2 != NULL);
 }
 
 static int add_node(pinn_model *m, const char *what, int max, int *n, sv_node **nodes,
