@@ -128,9 +128,10 @@ def grid():
     return np.stack([(2 * q + 1) / K - 1, (2 * p + 1) / K - 1], -1)  # (x, y) per tap
 
 
-def layer_points(group, g_out, g_in, mask):
+def layer_points(group, g_out, g_in, mask, angle="chart"):
     """Kernel points [nout, nin, K*K, din] and factors [nout, nin, K*K] of a
-    layer whose outputs live on g_out and inputs on g_in (None: lifting)."""
+    layer whose outputs live on g_out and inputs on g_in (None: lifting);
+    angle "circle" gives the kernel (cos theta, sin theta) instead of theta."""
     gi = np.linalg.inv(g_out)                       # [nout, 2, 2]
     d = grid()                                      # [KK, 2]
     u = np.einsum("iab,tb->ita", gi, d)             # [nout, KK, 2]
@@ -143,6 +144,9 @@ def layer_points(group, g_out, g_in, mask):
         return z, f
     rel = np.einsum("iab,jbc->ijac", gi, g_in)      # g_i^-1 h_j
     cc = chart(group, rel)                          # [nout, nin, dim]
+    if angle == "circle":                           # theta is the last coordinate
+        t = cc[..., -1:]
+        cc = np.concatenate([cc[..., :-1], np.cos(t), np.sin(t)], -1)
     nout, nin = rel.shape[:2]
     z = np.concatenate([np.broadcast_to(u[:, None], (nout, nin, K * K, 2)),
                         np.broadcast_to(cc[:, :, None], (nout, nin, K * K, cc.shape[-1]))], -1)
@@ -188,7 +192,7 @@ class GLayer(torch.nn.Module):
 
     def __init__(self, group, cin, cout, g_out, g_in, mask, a, dtype):
         super().__init__()
-        z, f = layer_points(group, g_out, g_in, mask)
+        z, f = layer_points(group, g_out, g_in, mask, a.kernel_angle)
         self.nout, self.nin = z.shape[0], z.shape[1]
         self.cin, self.cout = cin, cout
         self.register_buffer("z", torch.tensor(z.reshape(-1, z.shape[-1]), dtype=dtype))
@@ -407,6 +411,7 @@ def main():
     ap.add_argument("--omega", type=float, default=10.0)
     ap.add_argument("--mask", default="auto", choices=["auto", "hard", "smooth"])
     ap.add_argument("--pool", default="max", choices=["max", "mean"])
+    ap.add_argument("--kernel_angle", default="chart", choices=["chart", "circle"])
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)

@@ -84,7 +84,8 @@ static int lie_setup(sv_run *r, void **state)
   static const char *const models[] = {"lie", "cnn"};
   static const char *const masks[] = {"auto", "hard", "smooth"};
   static const char *const pools[] = {"max", "mean"};
-  int model = 0, mask = 0, pool = 0;
+  static const char *const angles[] = {"chart", "circle"};
+  int model = 0, mask = 0, pool = 0, angle = 0;
   double rot_deg = 180;
   if (sv_opt_string(r, "-group", "sl2", "the linear part G of R^2 x| G: sl2 (SL(2, R): "
                     "rotations, shears and anisotropic scalings of determinant 1), gl2 "
@@ -129,8 +130,14 @@ static int lie_setup(sv_run *r, void **state)
                  "|g^-1 d| <= 1), smooth (sigmoid(2 (1 - |g^-1 d|))); auto: smooth for gl2, hard "
                  "otherwise", masks, 3, &mask) < 0 ||
       opt_choice(r, "-pool", "max", "invariant pooling over samples and space: max or mean", pools,
-                 2, &pool) < 0)
+                 2, &pool) < 0 ||
+      opt_choice(r, "-kernel_angle", "chart", "how a group convolution's kernel network sees the "
+                 "angle theta of g_i^-1 h_j: chart (theta in [0, 2 pi), the reference) or circle "
+                 "(cos theta, sin theta): the chart angle jumps from 0 to 2 pi, and relative "
+                 "elements of two sample sets at nominally equal rotations fall either side of "
+                 "the jump", angles, 2, &angle) < 0)
     return -1;
+  a->angle = angle ? LIE_ANGLE_CIRCLE : LIE_ANGLE_CHART;
   a->mask = mask == 0 ? (a->group == LIE_GL2 ? LIE_MASK_SMOOTH : LIE_MASK_HARD)
                       : mask == 1 ? LIE_MASK_HARD : LIE_MASK_SMOOTH;
   a->pool = pool ? LIE_POOL_MEAN : LIE_POOL_MAX;

@@ -42,6 +42,7 @@ static lie_layer *add_layer(lie_model *m, const char *name, int lift, int cin, i
   L->set_out = set_out;
   L->k = 5;
   L->mask = m->a.mask;
+  L->angle = m->a.angle;
   L->net.width = m->a.kernel_width;
   L->net.layers = m->a.kernel_layers;
   L->net.w0 = m->a.omega;

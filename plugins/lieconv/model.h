@@ -42,6 +42,7 @@ typedef struct {
   int kernel_width, kernel_layers;
   double omega, spd_var, rot_range; /* rot_range in radians */
   lie_mask mask;
+  lie_angle_input angle;
   lie_pool pool;
 } lie_arch;
 
