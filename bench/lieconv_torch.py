@@ -259,26 +259,27 @@ class Net(torch.nn.Module):
 
     def features(self, x):
         a = self.a
+        bp = 2 if a.same else 0  # the border padding of lift and final
         if a.model == "lie":
-            h = ln_gelu(F.max_pool2d(self.lift(x, 0), 2))
+            h = ln_gelu(F.max_pool2d(self.lift(x, bp), 2))
             for c1, c2 in self.blocks:
                 r = ln_gelu(c1(h, 2))
                 r = ln_gelu(c2(r, 2))
                 h = F.gelu(h + r)
             if a.mid:
                 h = F.max_pool2d(ln_gelu(self.mid(h, a.pad)), 2)
-            h = self.final(h, 0)
+            h = self.final(h, bp)
             if a.final_norm:
                 h = ln_gelu(h)
         else:
-            h = ln_gelu(F.max_pool2d(F.conv2d(x, self.lift_w), 2))
+            h = ln_gelu(F.max_pool2d(F.conv2d(x, self.lift_w, padding=bp), 2))
             for b in range(a.blocks):
                 r = ln_gelu(F.conv2d(h, self.block_w[2 * b], padding=2))
                 r = ln_gelu(F.conv2d(r, self.block_w[2 * b + 1], padding=2))
                 h = F.gelu(h + r)
             if a.mid:
                 h = F.max_pool2d(ln_gelu(F.conv2d(h, self.mid_w, padding=a.pad)), 2)
-            h = F.conv2d(h, self.final_w)
+            h = F.conv2d(h, self.final_w, padding=bp)
             if a.final_norm:
                 h = ln_gelu(h)
         h = h.reshape(h.shape[0], self.C, -1)
@@ -402,6 +403,7 @@ def main():
     ap.add_argument("--mid", type=int, default=0)
     ap.add_argument("--pad", type=int, default=2, choices=[0, 2])
     ap.add_argument("--blocks", type=int, default=0)
+    ap.add_argument("--same", type=int, default=0)
     ap.add_argument("--head", type=int, default=64)
     ap.add_argument("--final_norm", type=int, default=1)
     ap.add_argument("--head_centre", type=int, default=1)

@@ -470,6 +470,7 @@ START_TEST(test_invariance_so2)
     for (int pad = -2; pad <= 2; pad += 2) { /* no mid conv; mid with padding 0, 2 */
       lie_arch a = small_arch(LIE_SO2, 3, N);
       a.angle = (N / 4 + pad / 2) % 2 ? LIE_ANGLE_CIRCLE : LIE_ANGLE_CHART; /* both, in turn */
+      a.same = N == 8; /* padded lift and last convolution */
       a.mid = pad >= 0;
       a.pad = pad < 0 ? 2 : pad;
       a.blocks = pad == 0 ? 0 : 1;
@@ -590,6 +591,7 @@ START_TEST(test_equivariance_conjugated_samples)
       lie_arch a = small_arch((lie_group)grp, 3, 8);
       a.blocks = blocks;
       a.angle = blocks ? LIE_ANGLE_CHART : LIE_ANGLE_CIRCLE;
+      a.same = grp == LIE_GL2;
       a.spd_var = 0.5; /* clearly non-trivial P */
       a.mask = grp == LIE_GL2 ? LIE_MASK_SMOOTH : LIE_MASK_HARD;
       lie_model *m = small_model(a, 2, 40 + grp * 2 + blocks);

@@ -108,6 +108,10 @@ static int lie_setup(sv_run *r, void **state)
                   "translation)", &a->mid) < 0 ||
       sv_opt_int(r, "-pad", 2, "zero padding of the -mid group convolution: 2 (9x9 after the "
                  "pool, final 5x5) or 0 (7x7, final 3x3)", &a->pad) < 0 ||
+      sv_opt_bool(r, "-same", 0, "pad the lift and the last group convolution by 2 (maps "
+                  "40x40 and 20x20 instead of 36x36 and 14x14): features of the canvas border "
+                  "exist, so objects translated to the border keep their features",
+                  &a->same) < 0 ||
       sv_opt_bool(r, "-final_norm", 1, "LayerNorm and GELU after the last group convolution, "
                   "before the invariant pooling (0: pool its raw output)", &a->final_norm) < 0 ||
       sv_opt_bool(r, "-head_centre", 1, "data-dependent start: centre the head's first layer on "
