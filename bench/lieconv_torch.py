@@ -403,7 +403,7 @@ def main():
     ap.add_argument("--mid", type=int, default=0)
     ap.add_argument("--pad", type=int, default=2, choices=[0, 2])
     ap.add_argument("--blocks", type=int, default=0)
-    ap.add_argument("--same", type=int, default=0)
+    ap.add_argument("--same", type=int, default=1)
     ap.add_argument("--head", type=int, default=64)
     ap.add_argument("--final_norm", type=int, default=1)
     ap.add_argument("--head_centre", type=int, default=1)

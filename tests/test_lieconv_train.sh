@@ -125,6 +125,7 @@ refuse badgroup "unknown group" $P -group se3
 refuse zerosamples "option -samples = 0: must be >= 1" $P -samples 0
 refuse badmodel "option -model = 'resnet': expected lie or cnn" $P -model resnet
 refuse badpad "option -pad = 1: expected 0 or 2" $P -pad 1
+refuse badangle "option -kernel_angle = 'polar': expected chart or circle" $P -kernel_angle polar
 refuse nolabels "option -test_images needs -test_labels" $P \
   -test_images "$data/t10k-images-idx3-ubyte.gz"
 refuse wrongsize "must be 40x40" $P -epochs 1 -train_size 64 -val_size 0 -test_size 10 \
