@@ -50,7 +50,8 @@ def main():
     torch.manual_seed(o.seed)
     a = argparse.Namespace(model=o.model, group="sl2", channels=o.channels, samples=8, mid=0, pad=2,
                            blocks=o.blocks, head=64, final_norm=1, cnn_channels=o.channels * 8,
-                           kernel_width=60, kernel_layers=3, omega=o.omega, mask="hard", pool=o.pool)
+                           kernel_width=60, kernel_layers=3, omega=o.omega, mask="hard", pool=o.pool,
+                           same=0, kernel_angle="chart")  # the skeleton these probes measured
     net = P.Net(a, P.read_samples(o.samples_file), torch.float32).float()
     tr = P.read_idx(P.find(o.data, "train", "images"))
     tl = P.read_idx(P.find(o.data, "train", "labels")).astype(np.int64)

@@ -38,7 +38,8 @@ def main():
     a = argparse.Namespace(model="lie", group=o.group, channels=o.channels, samples=o.samples,
                            mid=0, pad=2, blocks=0, head=64, final_norm=1, cnn_channels=0,
                            kernel_width=60, kernel_layers=3, omega=10.0,
-                           mask="smooth" if o.group == "gl2" else "hard", pool="max")
+                           mask="smooth" if o.group == "gl2" else "hard", pool="max",
+                           same=0, kernel_angle="chart")  # the skeleton measured
     net = P.Net(a, P.read_samples(o.samples_file), torch.float64).double()
     P.load_checkpoint(o.checkpoint, net)
     X = torch.tensor(P.centred(P.read_idx(P.find(o.data, "train", "images"))[:o.count])[:, None])

@@ -128,9 +128,10 @@ def grid():
     return np.stack([(2 * q + 1) / K - 1, (2 * p + 1) / K - 1], -1)  # (x, y) per tap
 
 
-def layer_points(group, g_out, g_in, mask):
+def layer_points(group, g_out, g_in, mask, angle="chart"):
     """Kernel points [nout, nin, K*K, din] and factors [nout, nin, K*K] of a
-    layer whose outputs live on g_out and inputs on g_in (None: lifting)."""
+    layer whose outputs live on g_out and inputs on g_in (None: lifting);
+    angle "circle" gives the kernel (cos theta, sin theta) instead of theta."""
     gi = np.linalg.inv(g_out)                       # [nout, 2, 2]
     d = grid()                                      # [KK, 2]
     u = np.einsum("iab,tb->ita", gi, d)             # [nout, KK, 2]
@@ -143,6 +144,9 @@ def layer_points(group, g_out, g_in, mask):
         return z, f
     rel = np.einsum("iab,jbc->ijac", gi, g_in)      # g_i^-1 h_j
     cc = chart(group, rel)                          # [nout, nin, dim]
+    if angle == "circle":                           # theta is the last coordinate
+        t = cc[..., -1:]
+        cc = np.concatenate([cc[..., :-1], np.cos(t), np.sin(t)], -1)
     nout, nin = rel.shape[:2]
     z = np.concatenate([np.broadcast_to(u[:, None], (nout, nin, K * K, 2)),
                         np.broadcast_to(cc[:, :, None], (nout, nin, K * K, cc.shape[-1]))], -1)
@@ -188,7 +192,7 @@ class GLayer(torch.nn.Module):
 
     def __init__(self, group, cin, cout, g_out, g_in, mask, a, dtype):
         super().__init__()
-        z, f = layer_points(group, g_out, g_in, mask)
+        z, f = layer_points(group, g_out, g_in, mask, a.kernel_angle)
         self.nout, self.nin = z.shape[0], z.shape[1]
         self.cin, self.cout = cin, cout
         self.register_buffer("z", torch.tensor(z.reshape(-1, z.shape[-1]), dtype=dtype))
@@ -255,26 +259,27 @@ class Net(torch.nn.Module):
 
     def features(self, x):
         a = self.a
+        bp = 2 if a.same else 0  # the border padding of lift and final
         if a.model == "lie":
-            h = ln_gelu(F.max_pool2d(self.lift(x, 0), 2))
+            h = ln_gelu(F.max_pool2d(self.lift(x, bp), 2))
             for c1, c2 in self.blocks:
                 r = ln_gelu(c1(h, 2))
                 r = ln_gelu(c2(r, 2))
                 h = F.gelu(h + r)
             if a.mid:
                 h = F.max_pool2d(ln_gelu(self.mid(h, a.pad)), 2)
-            h = self.final(h, 0)
+            h = self.final(h, bp)
             if a.final_norm:
                 h = ln_gelu(h)
         else:
-            h = ln_gelu(F.max_pool2d(F.conv2d(x, self.lift_w), 2))
+            h = ln_gelu(F.max_pool2d(F.conv2d(x, self.lift_w, padding=bp), 2))
             for b in range(a.blocks):
                 r = ln_gelu(F.conv2d(h, self.block_w[2 * b], padding=2))
                 r = ln_gelu(F.conv2d(r, self.block_w[2 * b + 1], padding=2))
                 h = F.gelu(h + r)
             if a.mid:
                 h = F.max_pool2d(ln_gelu(F.conv2d(h, self.mid_w, padding=a.pad)), 2)
-            h = F.conv2d(h, self.final_w)
+            h = F.conv2d(h, self.final_w, padding=bp)
             if a.final_norm:
                 h = ln_gelu(h)
         h = h.reshape(h.shape[0], self.C, -1)
@@ -398,6 +403,7 @@ def main():
     ap.add_argument("--mid", type=int, default=0)
     ap.add_argument("--pad", type=int, default=2, choices=[0, 2])
     ap.add_argument("--blocks", type=int, default=0)
+    ap.add_argument("--same", type=int, default=1)
     ap.add_argument("--head", type=int, default=64)
     ap.add_argument("--final_norm", type=int, default=1)
     ap.add_argument("--head_centre", type=int, default=1)
@@ -407,6 +413,7 @@ def main():
     ap.add_argument("--omega", type=float, default=10.0)
     ap.add_argument("--mask", default="auto", choices=["auto", "hard", "smooth"])
     ap.add_argument("--pool", default="max", choices=["max", "mean"])
+    ap.add_argument("--kernel_angle", default="chart", choices=["chart", "circle"])
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)

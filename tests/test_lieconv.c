@@ -12,8 +12,11 @@
  * direction the group action says (a transposed grid shifts them the other
  * way and fails), the logits of so2 networks invariant to 1e-10 while a
  * reflection changes them by far more, an sl2 network that is not
- * invariant (the test can fail), and the training gradient against
- * central finite differences.
+ * invariant (the test can fail), sl2 and gl2 networks whose logits for a
+ * rotated image equal those for the image with the samples moved by the
+ * rotation's inverse (to 1e-10; the samples moved the other way differ:
+ * kernels at g d or a transposed grid fail it), and the training gradient
+ * against central finite differences.
  */
 #include "data.h"
 #include "groups.h"
@@ -466,6 +469,8 @@ START_TEST(test_invariance_so2)
   for (int N = 4; N <= 12; N += 4) {
     for (int pad = -2; pad <= 2; pad += 2) { /* no mid conv; mid with padding 0, 2 */
       lie_arch a = small_arch(LIE_SO2, 3, N);
+      a.angle = (N / 4 + pad / 2) % 2 ? LIE_ANGLE_CIRCLE : LIE_ANGLE_CHART; /* both, in turn */
+      a.same = N == 8; /* padded lift and last convolution */
       a.mid = pad >= 0;
       a.pad = pad < 0 ? 2 : pad;
       a.blocks = pad == 0 ? 0 : 1;
@@ -552,6 +557,68 @@ START_TEST(test_lift_direction)
 }
 END_TEST
 
+/* The whole network's identity for a group element that maps the pixel
+   grid onto itself, with non-trivial positive-definite parts (which the
+   so2 test above cannot see, SO(2) being abelian): for g0 the 90-degree
+   rotation of lie_rot90, logits(T_g0 f; samples S) = logits(f; g0^-1 S),
+   g0^-1 P R(theta) = (R0^T P R0) R(theta - 90 deg). Kernel points at g d
+   instead of g^-1 d, a transposed grid, or a wrong angle sign in the
+   chart coordinates of g_i^-1 h_j make the two sides differ (the same
+   sets moved the other way, g0 S, are checked to differ). */
+static void conjugate_samples(lie_samples *s, const lie_samples *from, double turn)
+{
+  mat2 r = m2_rot(turn), rt = m2_rot(-turn);
+  for (int i = 0; i < from->nsets * from->n; i++) {
+    mat2 P = m2_mul(m2_mul(rt, m2_of_sym(from->P[i])), r);
+    s->P[i] = (sym2){P.a, 0.5 * (P.b + P.c), P.d};
+    double t = from->theta[i] - turn;
+    t = fmod(t, 2 * LIE_PI);
+    s->theta[i] = t < 0 ? t + 2 * LIE_PI : t;
+  }
+}
+
+START_TEST(test_equivariance_conjugated_samples)
+{
+  gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+  gsl_rng_set(rng, 8);
+  double x[6 * S * S], tx[6 * S * S], z0[60], z1[60], z2[60];
+  for (int k = 0; k < 6; k++) {
+    random_digit(rng, x + k * S * S);
+    lie_rot90(x + k * S * S, S, tx + k * S * S);
+  }
+  for (int grp = LIE_SL2; grp <= LIE_GL2; grp++)
+    for (int blocks = 0; blocks <= 1; blocks++) {
+      lie_arch a = small_arch((lie_group)grp, 3, 8);
+      a.blocks = blocks;
+      a.angle = blocks ? LIE_ANGLE_CHART : LIE_ANGLE_CIRCLE;
+      a.same = grp == LIE_GL2;
+      a.spd_var = 0.5; /* clearly non-trivial P */
+      a.mask = grp == LIE_GL2 ? LIE_MASK_SMOOTH : LIE_MASK_HARD;
+      lie_model *m = small_model(a, 2, 40 + grp * 2 + blocks);
+      lie_samples *S0 = lie_samples_clone(m->samples);
+      ck_assert_int_eq(lie_model_logits(m, 6, tx, z0), 0);
+      conjugate_samples(m->samples, S0, LIE_PI / 2); /* g0^-1 S */
+      ck_assert_int_eq(lie_model_refresh(m), 0);
+      ck_assert_int_eq(lie_model_logits(m, 6, x, z1), 0);
+      conjugate_samples(m->samples, S0, -LIE_PI / 2); /* g0 S: the wrong way */
+      ck_assert_int_eq(lie_model_refresh(m), 0);
+      ck_assert_int_eq(lie_model_logits(m, 6, x, z2), 0);
+      double d1 = 0, d2 = 0, n0 = 0;
+      for (int i = 0; i < 60; i++)
+        d1 += (z1[i] - z0[i]) * (z1[i] - z0[i]), d2 += (z2[i] - z0[i]) * (z2[i] - z0[i]),
+          n0 += z0[i] * z0[i];
+      d1 = sqrt(d1 / n0), d2 = sqrt(d2 / n0);
+      ck_assert_msg(d1 <= 1e-10, "%s, %d block(s): logits(rot90 x; S) - logits(x; g0^-1 S) = %g "
+                    "relative", lie_group_name(a.group), blocks, d1);
+      ck_assert_msg(d2 > 1e-4, "%s, %d block(s): the samples moved the wrong way match too (%g)",
+                    lie_group_name(a.group), blocks, d2);
+      lie_samples_free(S0);
+      lie_model_free(m);
+    }
+  gsl_rng_free(rng);
+}
+END_TEST
+
 START_TEST(test_gradient)
 {
   for (int kind = 0; kind < 2; kind++) {
@@ -629,6 +696,7 @@ static Suite *suite(void)
   suite_add_tcase(s, tc);
   tc = tcase_create("network");
   tcase_add_test(tc, test_invariance_so2);
+  tcase_add_test(tc, test_equivariance_conjugated_samples);
   tcase_add_test(tc, test_gradient);
   suite_add_tcase(s, tc);
   return s;

@@ -21,7 +21,7 @@ int lie_layer_build(lie_layer *L, sv_graph *g, sv_params *p)
   int kk = L->k * L->k;
   if (L->lift)
     L->nin = 1;
-  L->din = 2 + (L->lift ? 0 : lie_group_dim(L->group));
+  L->din = L->lift ? 2 : 2 + lie_group_dim(L->group) + (L->angle == LIE_ANGLE_CIRCLE);
   L->npoints = L->nout * L->nin * kk;
   L->z = malloc((size_t)L->npoints * L->din * sizeof *L->z);
   L->f = malloc((size_t)L->npoints * sizeof *L->f);
@@ -72,12 +72,17 @@ int lie_layer_fill(lie_layer *L, const lie_samples *s)
   for (int i = 0; i < L->nout; i++) {
     mat2 g = lie_sample(s, L->set_out, i), gi = m2_inv(g);
     for (int j = 0; j < L->nin; j++) {
-      double coords[4] = {0, 0, 0, 0}, haar;
+      double coords[5] = {0, 0, 0, 0, 0}, haar;
       if (L->lift) {
         haar = 1 / fabs(m2_det(g));
       } else {
         mat2 h = lie_sample(s, L->set_in, j);
-        lie_chart_coords(L->group, m2_mul(gi, h), coords);
+        int dim = lie_chart_coords(L->group, m2_mul(gi, h), coords);
+        if (L->angle == LIE_ANGLE_CIRCLE) { /* theta is the last chart coordinate */
+          double t = coords[dim - 1];
+          coords[dim - 1] = cos(t);
+          coords[dim] = sin(t);
+        }
         haar = 1 / fabs(m2_det(h));
       }
       for (int t = 0; t < kk; t++) {

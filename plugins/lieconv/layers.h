@@ -15,7 +15,9 @@
  * PyTorch's affine_grid(align_corners=False). The kernel is masked to the
  * disc |g_i^-1 d| <= 1 ("hard", for sl2 and so2, volume preserving) or
  * smoothly by sigmoid(2 (1 - |g_i^-1 d|)) ("smooth", for gl2, as the
- * reference), in both cases on the spatial coordinates only. The Haar
+ * reference), in both cases on the spatial coordinates only. The kernel
+ * network of a group convolution sees (g_i^-1 d, log P coordinates of
+ * g_i^-1 h_j, its angle as theta or as (cos theta, sin theta)). The Haar
  * factor 1/|det h_j| divides along the INPUT-sample axis.
  *
  * The kernel coordinates and the mask x Haar factors depend only on the
@@ -33,6 +35,16 @@
 #include <solver.h>
 
 typedef enum { LIE_MASK_HARD = 0, LIE_MASK_SMOOTH } lie_mask;
+/* How a group convolution's kernel network sees the rotation angle theta
+   of g_i^-1 h_j: as the chart coordinate theta in [0, 2 pi) (the
+   reference), or as the point (cos theta, sin theta) of the circle. The
+   chart angle jumps from 0 to 2 pi: with positive-definite parts, the
+   relative elements of two sample sets at nominally equal rotations have
+   angles of a few tenths of a degree either side of 0, so some reach the
+   kernel as ~0 and the others as ~2 pi, two unrelated inputs, and a
+   rotation of the input that moves the samples by one grid step meets a
+   different kernel. On the circle the kernel is continuous in theta. */
+typedef enum { LIE_ANGLE_CHART = 0, LIE_ANGLE_CIRCLE } lie_angle_input;
 
 typedef struct {
   char name[32];
@@ -43,6 +55,7 @@ typedef struct {
   int set_in, set_out; /* sample sets (set_in unused by the lift) */
   int k;               /* kernel size */
   lie_mask mask;
+  lie_angle_input angle; /* group convolutions only */
   lie_siren net;
   int npoints, din;
   double *z, *f;       /* npoints x din coordinates, npoints factors */

@@ -42,6 +42,7 @@ static lie_layer *add_layer(lie_model *m, const char *name, int lift, int cin, i
   L->set_out = set_out;
   L->k = 5;
   L->mask = m->a.mask;
+  L->angle = m->a.angle;
   L->net.width = m->a.kernel_width;
   L->net.layers = m->a.kernel_layers;
   L->net.w0 = m->a.omega;
@@ -60,10 +61,11 @@ static sv_node *gconv(lie_model *m, const char *name, sv_node *x, int lift, int 
 /* The spatial size after the layers of the skeleton (model.h). */
 int lie_arch_final_size(const lie_arch *a)
 {
-  int s = (LIE_CANVAS - 4) / 2;       /* lift, pool: 18 */
+  int e = a->same ? 4 : 0;            /* what the padding of lift and final adds */
+  int s = (LIE_CANVAS - 4 + e) / 2;   /* lift, pool: 18 (same: 20) */
   if (a->mid)
-    s = (s + 2 * a->pad - 4) / 2;     /* mid, pool: 9 or 7 */
-  return s - 4;                       /* final: 14, 5 or 3 */
+    s = (s + 2 * a->pad - 4) / 2;     /* mid, pool: 9 or 7 (10 or 8) */
+  return s - 4 + e;                   /* final: 14, 5 or 3 (20, 10 or 8) */
 }
 
 /* Features before invariant pooling: [B, C, rest]. The Lie-group and the
@@ -76,7 +78,8 @@ static sv_node *build_features(lie_model *m)
 #define CONV(name, x, lift, set_out, pad)                                          \
   (lie ? gconv(m, name, x, lift, lift ? 1 : C, 0, set_out, pad)                    \
        : cnn_conv(m, "cnn." name ".W", x, lift ? 1 : C, C, pad))
-  h = CONV("lift", m->x, 1, 0, 0);
+  int bp = a->same ? 2 : 0; /* the border padding of lift and final */
+  h = CONV("lift", m->x, 1, 0, bp);
   h = ln_gelu(sv_maxpool2d(h, 2));
   for (int b = 0; b < a->blocks; b++) {
     char n1[32], n2[32];
@@ -91,7 +94,7 @@ static sv_node *build_features(lie_model *m)
     h = ln_gelu(CONV("mid", h, 0, 0, a->pad));
     h = sv_maxpool2d(h, 2);
   }
-  h = CONV("final", h, 0, 1, 0);
+  h = CONV("final", h, 0, 1, bp);
 #undef CONV
   if (a->final_norm)
     h = ln_gelu(h);

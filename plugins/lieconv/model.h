@@ -7,12 +7,14 @@
  * Lie-group network on a 40x40 image (C channels, N samples per set):
  *
  *   lift 5x5 (no padding)            [B, C N, 36, 36]   outputs on set 0
+ *     (`same`: padding 2, [B, C N, 40, 40], and every size below + 2 or 4)
  *   2x2 max-pool, LayerNorm, GELU    [B, C N, 18, 18]
  *   residual blocks (`blocks`):      x <- GELU(x + GELU(LN(gconv(GELU(LN(gconv(x)))))))
  *                                    5x5, padding 2, set 0 -> set 0
  *   with `mid`: group conv 5x5 (padding `pad`), LN, GELU, 2x2 max-pool
  *                                    [B, C N, 9 or 7, ...] (pad 2 or 0)
  *   group conv 5x5 (no padding)      [B, C N, 14 (5, 3), ...]   set 0 -> set 1
+ *     (`same`: padding 2, [B, C N, 20 (10, 8), ...])
  *   LayerNorm, GELU (`final_norm`)
  *   invariant pooling: max (or mean) over samples and space   [B, C]
  *   head: dense C -> H (its bias centred on the first training images),
@@ -39,9 +41,11 @@ typedef struct {
   lie_model_kind kind;
   lie_group group;
   int channels, samples, blocks, mid, pad, head, cnn_channels, final_norm;
+  int same; /* 1: the lift and the last convolution padded by 2 (maps keep their size) */
   int kernel_width, kernel_layers;
   double omega, spd_var, rot_range; /* rot_range in radians */
   lie_mask mask;
+  lie_angle_input angle;
   lie_pool pool;
 } lie_arch;
 

@@ -11,8 +11,9 @@
  * positive-definite part is log-normal, P = exp(X / 2) with X a random
  * symmetric matrix (traceless for sl2) whose coordinates in an orthonormal
  * basis (trace inner product) are N(0, spd_var) -- the reference's
- * `--spd_bounds 0.1` is this variance (standard deviation 0.32). so2 has
- * P = I.
+ * `--spd_bounds 0.1` is this variance (standard deviation 0.32); the
+ * plugin's default 0.8 is X/2 = [[a, b], [b, -a]] with a, b ~ N(0, 0.1).
+ * so2 has P = I.
  *
  * The text form (`-samples_file`, and samples.txt in every run's output):
  * '#' comment lines, then one line per sample, "set index theta P00 P01
