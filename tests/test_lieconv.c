@@ -444,6 +444,15 @@ static lie_model *small_model(lie_arch a, int batch, unsigned long seed)
   return m;
 }
 
+/* ||z1 - z0||_F / ||z0||_F over the k values */
+static double rel_change(const double *z1, const double *z0, int k)
+{
+  double num = 0, den = 0;
+  for (int i = 0; i < k; i++)
+    num += (z1[i] - z0[i]) * (z1[i] - z0[i]), den += z0[i] * z0[i];
+  return sqrt(num / den);
+}
+
 /* relative Frobenius change of the logits of n images under a pixel map */
 static double logit_change(lie_model *m, int n, const double *x, void (*map)(const double *, int, double *))
 {
@@ -452,11 +461,8 @@ static double logit_change(lie_model *m, int n, const double *x, void (*map)(con
     map(x + k * S * S, S, tx + k * S * S);
   ck_assert_int_eq(lie_model_logits(m, n, x, z0), 0);
   ck_assert_int_eq(lie_model_logits(m, n, tx, z1), 0);
-  double num = 0, den = 0;
-  for (int i = 0; i < n * 10; i++)
-    num += (z1[i] - z0[i]) * (z1[i] - z0[i]), den += z0[i] * z0[i];
   free(tx);
-  return sqrt(num / den);
+  return rel_change(z1, z0, n * 10);
 }
 
 START_TEST(test_invariance_so2)
@@ -603,11 +609,7 @@ START_TEST(test_equivariance_conjugated_samples)
       conjugate_samples(m->samples, S0, -LIE_PI / 2); /* g0 S: the wrong way */
       ck_assert_int_eq(lie_model_refresh(m), 0);
       ck_assert_int_eq(lie_model_logits(m, 6, x, z2), 0);
-      double d1 = 0, d2 = 0, n0 = 0;
-      for (int i = 0; i < 60; i++)
-        d1 += (z1[i] - z0[i]) * (z1[i] - z0[i]), d2 += (z2[i] - z0[i]) * (z2[i] - z0[i]),
-          n0 += z0[i] * z0[i];
-      d1 = sqrt(d1 / n0), d2 = sqrt(d2 / n0);
+      double d1 = rel_change(z1, z0, 60), d2 = rel_change(z2, z0, 60);
       ck_assert_msg(d1 <= 1e-10, "%s, %d block(s): logits(rot90 x; S) - logits(x; g0^-1 S) = %g "
                     "relative", lie_group_name(a.group), blocks, d1);
       ck_assert_msg(d2 > 1e-4, "%s, %d block(s): the samples moved the wrong way match too (%g)",

@@ -58,10 +58,17 @@ static sv_node *gconv(lie_model *m, const char *name, sv_node *x, int lift, int 
   return L ? sv_conv2d(x, L->w, 1, pad) : NULL;
 }
 
+/* The zero padding of the lift and the last convolution: 2 with `same`
+   (the maps keep their size), else none. */
+static int border_pad(const lie_arch *a)
+{
+  return a->same ? 2 : 0;
+}
+
 /* The spatial size after the layers of the skeleton (model.h). */
 int lie_arch_final_size(const lie_arch *a)
 {
-  int e = a->same ? 4 : 0;            /* what the padding of lift and final adds */
+  int e = 2 * border_pad(a);          /* what the padding of lift and final adds */
   int s = (LIE_CANVAS - 4 + e) / 2;   /* lift, pool: 18 (same: 20) */
   if (a->mid)
     s = (s + 2 * a->pad - 4) / 2;     /* mid, pool: 9 or 7 (10 or 8) */
@@ -78,7 +85,7 @@ static sv_node *build_features(lie_model *m)
 #define CONV(name, x, lift, set_out, pad)                                          \
   (lie ? gconv(m, name, x, lift, lift ? 1 : C, 0, set_out, pad)                    \
        : cnn_conv(m, "cnn." name ".W", x, lift ? 1 : C, C, pad))
-  int bp = a->same ? 2 : 0; /* the border padding of lift and final */
+  int bp = border_pad(a);
   h = CONV("lift", m->x, 1, 0, bp);
   h = ln_gelu(sv_maxpool2d(h, 2));
   for (int b = 0; b < a->blocks; b++) {
