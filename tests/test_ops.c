@@ -1853,6 +1853,45 @@ START_TEST(test_causal_conv)
 }
 END_TEST
 
+static sv_node *build_anticausal_conv(const opcase *c, sv_node *const *x)
+{
+  (void)c;
+  return sv_anticausal_conv(x[0], x[1]);
+}
+
+/* y[b, m, h] = sum_{l >= m} k[h, l - m] u[b, l, h], summed directly. */
+static void ref_anticausal_conv(const opcase *c, int batch, const shp *xs, const double *const *x,
+                                shp *ys, double *y)
+{
+  (void)c, (void)batch;
+  const shp *u = &xs[0];
+  int Bn = u->nd == 3 ? u->d[0] : 1, L = u->d[u->nd - 2], H = u->d[u->nd - 1];
+  *ys = *u;
+  for (int b = 0; b < Bn; b++)
+    for (int m = 0; m < L; m++)
+      for (int h = 0; h < H; h++) {
+        double s = 0;
+        for (int l = m; l < L; l++)
+          s += x[1][h * L + l - m] * x[0][(b * L + l) * H + h];
+        y[(b * L + m) * H + h] = s;
+      }
+}
+
+START_TEST(test_anticausal_conv)
+{
+  opcase c = {0};
+  c.nx = 2;
+  c.x[0] = cconv_cases[_i][0];
+  c.x[1] = cconv_cases[_i][1];
+  c.lo = -1;
+  c.hi = 1;
+  c.build = build_anticausal_conv;
+  c.ref = ref_anticausal_conv;
+  name_case(&c, "anticausal_conv");
+  check(&c);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* Leaves: constants, scalars, fill_like as operands                   */
 /* ------------------------------------------------------------------ */
@@ -1983,6 +2022,7 @@ static Suite *ops_suite(void)
   add_loop(s, "maxpool2d_ties", test_maxpool2d_ties, 1);
   add_loop(s, "jet_act", test_jet_act, NJET);
   add_loop(s, "causal_conv", test_causal_conv, NCCONV);
+  add_loop(s, "anticausal_conv", test_anticausal_conv, NCCONV);
   add_loop(s, "leaves", test_leaves, 2);
   add_loop(s, "grad_independent", test_grad_independent, 1);
   return s;

@@ -217,6 +217,14 @@ SV_API sv_node *sv_layer_norm_affine(sv_node *x, int naxes, double eps, sv_node 
  * sequences), which is not thread-safe: compile from one thread at a time.
  */
 SV_API sv_node *sv_causal_conv(sv_node *u, sv_node *k);
+/*
+ * The anti-causal one, the same convolution run backwards in time (the
+ * second direction of a bidirectional state-space layer), shapes as above:
+ *   y[b, m, h] = sum_{l >= m} k[h, l - m] u[b, l, h].
+ * It is the adjoint of sv_causal_conv with respect to u, so the same
+ * transforms and derivative rules serve it.
+ */
+SV_API sv_node *sv_anticausal_conv(sv_node *u, sv_node *k);
 
 /*
  * Vandermonde sums, the convolution kernels of diagonal state-space models

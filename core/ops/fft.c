@@ -451,3 +451,6 @@ static sv_node *conv_node(int mode, sv_node *a, sv_node *b)
 }
 
 sv_node *sv_causal_conv(sv_node *u, sv_node *k) { return conv_node(FC_CONV, u, k); }
+
+/* The anti-causal convolution is the family's adjoint for u, Du(u, k). */
+sv_node *sv_anticausal_conv(sv_node *u, sv_node *k) { return conv_node(FC_DU, u, k); }

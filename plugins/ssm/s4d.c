@@ -50,8 +50,9 @@ static sv_node *param(s4d_model *m, const char *layer, const char *name, int ndi
   return sv_param(m->g, m->p, full, ndim, dims);
 }
 
-/* The kernel [H, L] of layer `k` from its parameters. */
-static sv_node *ssm_kernel(s4d_model *m, const char *k)
+/* The kernel [H, L] of layer `k` from its parameters; bidirectional, also
+   the backward direction's kernel in *back (same A, B, dt; its own C'). */
+static sv_node *ssm_kernel(s4d_model *m, const char *k, sv_node **back)
 {
   const s4d_config *c = &m->c;
   int H = c->H, M = c->N / 2;
@@ -81,6 +82,11 @@ static sv_node *ssm_kernel(s4d_model *m, const char *k)
     Bbar = cdiv((cnode){sv_mul(dt, B.re), sv_mul(dt, B.im)}, den);
   }
   cnode cb = cmul(C, Bbar);
+  if (c->bidirectional) {
+    cnode C2 = {param(m, k, "c2_re", 2, H, M), param(m, k, "c2_im", 2, H, M)};
+    cnode cb2 = cmul(C2, Bbar);
+    *back = sv_vandermonde(sv_scale(cb2.re, 2.0), sv_scale(cb2.im, 2.0), s.re, s.im, c->L);
+  }
   return sv_vandermonde(sv_scale(cb.re, 2.0), sv_scale(cb.im, 2.0), s.re, s.im, c->L);
 }
 
@@ -91,7 +97,8 @@ static sv_node *s4d_block(s4d_model *m, int layer, sv_node *u)
   int H = c->H, B = m->B, L = c->L;
   char k[16];
   snprintf(k, sizeof k, "%d", layer);
-  sv_node *K = ssm_kernel(m, k);
+  sv_node *Kback = NULL;
+  sv_node *K = ssm_kernel(m, k, &Kback);
   if (layer == 0)
     m->kernel0 = K;
   /* the skip term D u is the kernel's first tap: conv(u, K + D e_0) =
@@ -106,6 +113,8 @@ static sv_node *s4d_block(s4d_model *m, int layer, sv_node *u)
   sv_node *tap = sv_mul(D, sv_constant(m->g, 2, ld, e0));
   free(e0);
   sv_node *y = sv_causal_conv(u, sv_add(K, tap));
+  if (Kback)
+    y = sv_add(y, sv_anticausal_conv(u, Kback));
   y = sv_gelu(y);
   /* position-wise H -> 2H, then the GLU */
   int rows[2] = {B * L, H};
@@ -365,6 +374,12 @@ int s4d_model_init(s4d_model *m, gsl_rng *rng)
     if (LBLOCK("c_im"))
       for (size_t i = 0; i < n; i++)
         x[i] = gsl_ran_gaussian(rng, sqrt(0.5));
+    if (LBLOCK("c2_re"))
+      for (size_t i = 0; i < n; i++)
+        x[i] = gsl_ran_gaussian(rng, sqrt(0.5));
+    if (LBLOCK("c2_im"))
+      for (size_t i = 0; i < n; i++)
+        x[i] = gsl_ran_gaussian(rng, sqrt(0.5));
     if (LBLOCK("D"))
       for (size_t i = 0; i < n; i++)
         x[i] = gsl_ran_gaussian(rng, 1.0);
@@ -468,7 +483,37 @@ static const double *cblock(const s4d_model *m, const char *name)
 static size_t recurrent_work(const s4d_config *c)
 {
   size_t HM = (size_t)c->H * (c->N / 2);
-  return (size_t)c->layers * HM * 2 * 4 + (size_t)8 * c->H;
+  /* Abar, Bbar, 2C, 2C' and the state (complex), then u, y, z, acc; the
+     bidirectional mode keeps a layer's whole input and output sequences */
+  size_t seq = c->bidirectional ? (size_t)3 * c->L * c->H : 0;
+  return (size_t)c->layers * HM * 2 * 5 + (size_t)8 * c->H + seq;
+}
+
+/* The position-wise part of a block at one step: y (the convolution's
+   output, before GELU) and the block's input u -> the block's output in u:
+   GELU, z = y W + b, GLU, residual, layer norm. */
+static void block_positionwise(int H, const double *W, const double *bW, const double *lg,
+                               const double *lb, double eps, double *y, double *z, double *u)
+{
+  for (int h = 0; h < H; h++)
+    y[h] = gelu(y[h]);
+  for (int j = 0; j < 2 * H; j++) {
+    double s2 = bW[j];
+    for (int h = 0; h < H; h++)
+      s2 += y[h] * W[(size_t)h * 2 * H + j];
+    z[j] = s2;
+  }
+  double mu = 0, var = 0;
+  for (int h = 0; h < H; h++) {
+    u[h] = z[h] * sigmoid(z[H + h]) + u[h];
+    mu += u[h];
+  }
+  mu /= H;
+  for (int h = 0; h < H; h++)
+    var += (u[h] - mu) * (u[h] - mu);
+  double rs = 1.0 / sqrt(var / H + eps);
+  for (int h = 0; h < H; h++)
+    u[h] = (u[h] - mu) * rs * lg[h] + lb[h];
 }
 
 static int recurrent_rows(const s4d_model *m, int count, const double *x, double *logits,
@@ -478,8 +523,9 @@ static int recurrent_rows(const s4d_model *m, int count, const double *x, double
   int H = c->H, M = c->N / 2, L = c->L, nl = c->layers, NC = c->nclasses;
   size_t HM = (size_t)H * M;
   double complex *Ab = (double complex *)work, *Bb = Ab + nl * HM, *Cc = Bb + nl * HM,
-                 *st = Cc + nl * HM;
+                 *Cb = Cc + nl * HM, *st = Cb + nl * HM;
   double *u = (double *)(st + nl * HM), *y = u + H, *z = y + H, *acc = z + 2 * H;
+  double *useq = acc + H, *yseq = useq + (size_t)L * H, *bseq = yseq + (size_t)L * H;
   const double *We = cblock(m, "enc.W"), *be = cblock(m, "enc.b");
   const double *Wh = cblock(m, "head.W"), *bh = cblock(m, "head.b");
   const double *D[64] = {0}, *W[64] = {0}, *bW[64] = {0}, *lg[64] = {0}, *lb[64] = {0};
@@ -493,6 +539,8 @@ static int recurrent_rows(const s4d_model *m, int count, const double *x, double
 #define P(s) (snprintf(nm, sizeof nm, "%d.%s", k, (s)), cblock(m, nm))
     const double *ldt = P("ssm.log_dt"), *lar = P("ssm.log_a_re"), *aim = P("ssm.a_im");
     const double *br = P("ssm.b_re"), *bi = P("ssm.b_im"), *cr = P("c_re"), *ci = P("c_im");
+    const double *c2r = c->bidirectional ? P("c2_re") : NULL;
+    const double *c2i = c->bidirectional ? P("c2_im") : NULL;
     D[k] = P("D");
     W[k] = P("W");
     bW[k] = P("b");
@@ -500,7 +548,7 @@ static int recurrent_rows(const s4d_model *m, int count, const double *x, double
     lb[k] = P("ln_b");
 #undef P
     if (!ldt || !lar || !aim || !br || !bi || !cr || !ci || !D[k] || !W[k] || !bW[k] || !lg[k] ||
-        !lb[k])
+        !lb[k] || (c->bidirectional && (!c2r || !c2i)))
       return sv_fail("S4D recurrent: the parameters of layer %d are missing", k);
     for (int h = 0; h < H; h++) {
       double dt = exp(ldt[h]);
@@ -518,8 +566,60 @@ static int recurrent_rows(const s4d_model *m, int count, const double *x, double
         Ab[k * HM + i] = ab;
         Bb[k * HM + i] = bb;
         Cc[k * HM + i] = 2 * (cr[i] + I * ci[i]);
+        Cb[k * HM + i] = c->bidirectional ? 2 * (c2r[i] + I * c2i[i]) : 0;
       }
     }
+  }
+  if (c->bidirectional) {
+    /* Layer by layer over the whole sequence: the forward recurrence from
+       the first step, x_l = Abar x_{l-1} + Bbar u_l, y_l = 2 Re C x_l, and
+       the backward one from the last, x'_l = Abar x'_{l+1} + Bbar u_l,
+       y'_l = 2 Re C' x'_l (the anti-causal kernel's sum, its lag 0
+       included); still O(N) per step and channel. */
+    for (int r = 0; r < count; r++) {
+      const double *xr = x + (size_t)r * L;
+      for (int l = 0; l < L; l++)
+        for (int h = 0; h < H; h++)
+          useq[(size_t)l * H + h] = xr[l] * We[h] + be[h];
+      for (int k = 0; k < nl; k++) {
+        const double complex *ab = Ab + k * HM, *bb = Bb + k * HM;
+        for (int dir = 0; dir < 2; dir++) {
+          const double complex *cc = (dir ? Cb : Cc) + k * HM;
+          double *out = dir ? bseq : yseq;
+          memset(st, 0, HM * sizeof *st);
+          for (int i = 0; i < L; i++) {
+            int l = dir ? L - 1 - i : i;
+            const double *ul = useq + (size_t)l * H;
+            for (int h = 0; h < H; h++) {
+              double v = 0;
+              for (int q = 0; q < M; q++) {
+                size_t j = (size_t)h * M + q;
+                st[j] = ab[j] * st[j] + bb[j] * ul[h];
+                v += creal(cc[j] * st[j]);
+              }
+              out[(size_t)l * H + h] = v;
+            }
+          }
+        }
+        for (int l = 0; l < L; l++) {
+          double *ul = useq + (size_t)l * H;
+          for (int h = 0; h < H; h++)
+            y[h] = yseq[(size_t)l * H + h] + bseq[(size_t)l * H + h] + D[k][h] * ul[h];
+          block_positionwise(H, W[k], bW[k], lg[k], lb[k], c->ln_eps, y, z, ul);
+        }
+      }
+      memset(acc, 0, (size_t)H * sizeof *acc);
+      for (int l = 0; l < L; l++)
+        for (int h = 0; h < H; h++)
+          acc[h] += useq[(size_t)l * H + h];
+      for (int j = 0; j < NC; j++) {
+        double s2 = bh[j];
+        for (int h = 0; h < H; h++)
+          s2 += acc[h] / L * Wh[(size_t)h * NC + j];
+        logits[(size_t)r * NC + j] = s2;
+      }
+    }
+    return 0;
   }
   for (int r = 0; r < count; r++) {
     const double *xr = x + (size_t)r * L;
@@ -538,26 +638,9 @@ static int recurrent_rows(const s4d_model *m, int count, const double *x, double
             s[i] = ab[i] * s[i] + bb[i] * u[h];
             v += creal(cc[i] * s[i]);
           }
-          y[h] = gelu(v + D[k][h] * u[h]);
+          y[h] = v + D[k][h] * u[h];
         }
-        /* z = y W + b, GLU, residual, layer norm */
-        for (int j = 0; j < 2 * H; j++) {
-          double s2 = bW[k][j];
-          for (int h = 0; h < H; h++)
-            s2 += y[h] * W[k][(size_t)h * 2 * H + j];
-          z[j] = s2;
-        }
-        double mu = 0, var = 0;
-        for (int h = 0; h < H; h++) {
-          u[h] = z[h] * sigmoid(z[H + h]) + u[h];
-          mu += u[h];
-        }
-        mu /= H;
-        for (int h = 0; h < H; h++)
-          var += (u[h] - mu) * (u[h] - mu);
-        double rs = 1.0 / sqrt(var / H + c->ln_eps);
-        for (int h = 0; h < H; h++)
-          u[h] = (u[h] - mu) * rs * lg[k][h] + lb[k][h];
+        block_positionwise(H, W[k], bW[k], lg[k], lb[k], c->ln_eps, y, z, u);
       }
       for (int h = 0; h < H; h++)
         acc[h] += u[h];

@@ -9,6 +9,10 @@
  *        K = 2 Re sum_n C_n Bbar_n Abar_n^l per channel     [H, L]
  *            (sv_vandermonde of the trainable A, B, C, log dt)
  *        y = causal_conv(u, K) + D u;  y = GELU(y)
+ *            (bidirectional: y = causal_conv(u, K) + anticausal_conv(u, K')
+ *            + D u, K' from a second C' on the same A, B, dt, as the
+ *            reference's bidirectional S4D: every step sees the whole
+ *            sequence, the later pixels too)
  *        z = y W + b (H -> 2H);  y = z[:, :H] * sigmoid(z[:, H:])   (GLU)
  *        u = layer_norm(y + u)        (post-norm, as the reference block)
  *   -> mean over time -> linear head -> logits [B, nclasses]
@@ -35,6 +39,7 @@ typedef struct s4d_config {
   ssm_disc disc;          /* SSM_ZOH or SSM_BILINEAR */
   double dt_min, dt_max;  /* log dt ~ U[log dt_min, log dt_max] */
   double ln_eps;          /* layer norm epsilon (PyTorch's 1e-5) */
+  int bidirectional;      /* 1: a second, anti-causal kernel per layer */
 } s4d_config;
 
 typedef struct s4d_model {

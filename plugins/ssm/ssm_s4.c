@@ -26,7 +26,7 @@ typedef struct {
   /* options */
   char data[1024], checkpoint[1024], mode[16];
   int H, N, layers, epochs, batch, pool, train_size, val_size, test_size, eval_only, grid, agree_rows;
-  int warmup, threads, blas_threads, params_csv;
+  int warmup, threads, blas_threads, params_csv, bidirectional;
   double lr, ssm_lr, wd, dt_min, dt_max, clip;
   ssm_init init;
   ssm_disc disc;
@@ -208,6 +208,10 @@ static int s4_setup(sv_run *r, void **state)
                     "inv (A = -1/2 - i N/pi (N/(2n+1) - 1)), legs (the eigenvalues of HiPPO-LegS, "
                     "B = V* B) or real (A = -(n+1))", init, sizeof init) < 0 ||
       sv_opt_string(r, "-disc", "zoh", "discretisation: zoh or bilinear", disc, sizeof disc) < 0 ||
+      sv_opt_bool(r, "-bidirectional", 0, "each layer also convolves backwards in time with a second "
+                  "kernel (its own C' on the same A, B, dt, as the reference's bidirectional S4D), so "
+                  "every step sees the whole image; the recurrent mode then runs each layer forwards "
+                  "and backwards over the sequence", &s->bidirectional) < 0 ||
       sv_opt_real(r, "-dt_min", 1e-3, "log dt per channel is drawn uniformly in [log dt_min, log dt_max]",
                   &s->dt_min) < 0 ||
       sv_opt_real(r, "-dt_max", 1e-1, "(see -dt_min)", &s->dt_max) < 0 ||
@@ -428,7 +432,7 @@ static int s4_run(sv_run *r, void *state)
   int nranks = sv_run_size(r);
   s4d_config c = {.H = s->H, .N = s->N, .layers = s->layers, .L = (int)s->train->size,
                   .nclasses = 10, .init = s->init, .disc = s->disc, .dt_min = s->dt_min,
-                  .dt_max = s->dt_max, .ln_eps = 1e-5};
+                  .dt_max = s->dt_max, .ln_eps = 1e-5, .bidirectional = s->bidirectional};
   s->Bl = (s->batch + nranks - 1) / nranks;
   if (s->threads > s->Bl)
     s->threads = s->Bl;
@@ -446,17 +450,18 @@ static int s4_run(sv_run *r, void *state)
     openblas_set_num_threads(1);
   }
   size_t np = sv_params_count(s->m.p);
-  sv_log(r, "S4D: %d layers, H = %d, N = %d (%d complex modes per channel), init %s, %s; "
+  sv_log(r, "S4D: %d %slayers, H = %d, N = %d (%d complex modes per channel), init %s, %s; "
          "%zu parameters; L = %d (pool %d), %d training, %d validation, %d test images; %d "
-         "thread%s of %d rows", c.layers, c.H, c.N, c.N / 2, ssm_init_name(c.init),
-         ssm_disc_name(c.disc), np, c.L, s->pool, s->train->n, s->val ? s->val->n : 0,
+         "thread%s of %d rows", c.layers, c.bidirectional ? "bidirectional " : "", c.H, c.N,
+         c.N / 2, ssm_init_name(c.init), ssm_disc_name(c.disc), np, c.L, s->pool, s->train->n, s->val ? s->val->n : 0,
          s->test->n, s->threads, s->threads > 1 ? "s" : "", s->Bt);
 
   double train_seconds = 0, sps = 0;
   if (s->eval_only) {
     if (sv_checkpoint_load(s->m.p, s->checkpoint) < 0)
       return sv_fail_context("option -checkpoint '%s' (the model must have been trained with the "
-                             "same -H %d -N %d -layers %d)", s->checkpoint, c.H, c.N, c.layers);
+                             "same -H %d -N %d -layers %d -bidirectional %d)", s->checkpoint,
+                             c.H, c.N, c.layers, c.bidirectional);
   } else {
     if (s4d_model_init(&s->m, sv_run_rng(r)) < 0 || s4d_model_set_scales(&s->m, s->lr, s->ssm_lr) < 0)
       return -1;
@@ -574,8 +579,9 @@ static int s4_run(sv_run *r, void *state)
   free(z2);
   sv_metric(r, "recurrent_agreement", agree);
 
-  sv_headline(r, "S4D (%d layers, H = %d, N = %d, init %s, %s) on sequential %s, L = %d: test "
-              "accuracy %.2f%% on %d images (%s mode)", c.layers, c.H, c.N, ssm_init_name(c.init),
+  sv_headline(r, "S4D (%d %slayers, H = %d, N = %d, init %s, %s) on sequential %s, L = %d: test "
+              "accuracy %.2f%% on %d images (%s mode)", c.layers,
+              c.bidirectional ? "bidirectional " : "", c.H, c.N, ssm_init_name(c.init),
               ssm_disc_name(c.disc), s->fashion ? "Fashion-MNIST" : "images", c.L, 100 * test_acc,
               s->test->n, recurrent ? "recurrent" : "convolution");
   if (!s->eval_only)
