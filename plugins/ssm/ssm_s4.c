@@ -217,8 +217,9 @@ static int s4_setup(sv_run *r, void **state)
       sv_opt_real(r, "-dt_max", 1e-1, "(see -dt_min)", &s->dt_max) < 0 ||
       sv_opt_int(r, "-epochs", 8, "training epochs (8: about the most that fit the 10 minutes "
                  "of training on 2 idle cores of the default run's target: measured 445 samples "
-                 "per CPU second on one thread, so an estimated 890 samples/s on 2 idle cores, 8 "
-                 "epochs of 60,000 in about 540 s; README.md)",
+                 "per CPU second on one thread of a 2-core Xeon (AVX-512), so an estimated 890 "
+                 "samples/s on its 2 idle cores, 8 epochs of 60,000 in about 540 s; a first-"
+                 "generation EPYC at 2 GHz ran 375 samples/s, 1280 s; README.md)",
                  &s->epochs) < 0 ||
       sv_opt_int(r, "-batch", 64, "minibatch size (over all MPI ranks: each takes its share)",
                  &s->batch) < 0 ||
