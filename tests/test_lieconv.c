@@ -465,6 +465,23 @@ static double logit_change(lie_model *m, int n, const double *x, void (*map)(con
   return rel_change(z1, z0, n * 10);
 }
 
+/* The final map size of each skeleton: the padding of the lift and of the
+   last convolution, each 2 or 0, and the mid convolution's. */
+START_TEST(test_final_size)
+{
+  lie_arch a = small_arch(LIE_SO2, 3, 4);
+  int want[3][3] = {{14, 5, 3}, {20, 10, 8}, {16, 6, 4}}; /* unpadded, same, lift only */
+  for (int k = 0; k < 3; k++)
+    for (int mid = 0; mid < 3; mid++) {
+      a.same = k > 0;
+      a.lift_only = k == 2;
+      a.mid = mid > 0;
+      a.pad = mid == 2 ? 0 : 2;
+      ck_assert_int_eq(lie_arch_final_size(&a), want[k][mid]);
+    }
+}
+END_TEST
+
 START_TEST(test_invariance_so2)
 {
   gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
@@ -476,7 +493,8 @@ START_TEST(test_invariance_so2)
     for (int pad = -2; pad <= 2; pad += 2) { /* no mid conv; mid with padding 0, 2 */
       lie_arch a = small_arch(LIE_SO2, 3, N);
       a.angle = (N / 4 + pad / 2) % 2 ? LIE_ANGLE_CIRCLE : LIE_ANGLE_CHART; /* both, in turn */
-      a.same = N == 8; /* padded lift and last convolution */
+      a.same = N >= 8; /* padded lift and last convolution (N = 12: the lift only) */
+      a.lift_only = N == 12;
       a.mid = pad >= 0;
       a.pad = pad < 0 ? 2 : pad;
       a.blocks = pad == 0 ? 0 : 1;
@@ -697,6 +715,7 @@ static Suite *suite(void)
   tcase_add_test(tc, test_affine);
   suite_add_tcase(s, tc);
   tc = tcase_create("network");
+  tcase_add_test(tc, test_final_size);
   tcase_add_test(tc, test_invariance_so2);
   tcase_add_test(tc, test_equivariance_conjugated_samples);
   tcase_add_test(tc, test_gradient);

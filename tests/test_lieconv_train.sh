@@ -129,6 +129,7 @@ refuse badgroup "unknown group" $P -group se3
 refuse zerosamples "option -samples = 0: must be >= 1" $P -samples 0
 refuse badmodel "option -model = 'resnet': expected lie or cnn" $P -model resnet
 refuse badpad "option -pad = 1: expected 0 or 2" $P -pad 1
+refuse liftonly "option -lift_only 1 needs -same 1" $P -same 0 -lift_only 1
 refuse badangle "option -kernel_angle = 'polar': expected chart or circle" $P -kernel_angle polar
 refuse nolabels "option -test_images needs -test_labels" $P \
   -test_images "$data/t10k-images-idx3-ubyte.gz"

@@ -1585,9 +1585,13 @@ END_TEST
    definition: dx = sum_o w * G shifted, dw = sum_b G * x shifted). */
 START_TEST(test_conv2d_large)
 {
-  static const int cfg[][2] = {{1, 2}, {2, 2}, {1, 0}};
+  static const int cfg[][2] = {{1, 2}, {2, 2}, {1, 0}, {1, 2}};
   int st = cfg[_i][0], pad = cfg[_i][1];
   shp xs = {4, {3, 4, 9, 7}}, ws = {4, {5, 4, 5, 5}}, ys;
+  if (_i == 3) { /* 11 channels of 24x24 maps: the kernels take them in chunks of 4, 4, 3 */
+    xs = (shp){4, {2, 11, 24, 24}};
+    ws = (shp){4, {3, 11, 5, 5}};
+  }
   size_t nx = shp_count(&xs), nw = shp_count(&ws);
   double *x = malloc(nx * sizeof *x), *w = malloc(nw * sizeof *w), *y = malloc(4096 * sizeof *y);
   double *G = malloc(4096 * sizeof *G), *dx = calloc(nx, sizeof *dx), *dw = calloc(nw, sizeof *dw);
@@ -1600,8 +1604,9 @@ START_TEST(test_conv2d_large)
   size_t ny = shp_count(&ys);
   for (size_t k = 0; k < ny; k++)
     G[k] = 2 * gsl_rng_uniform(rng) - 1;
-  int C = 4, H = 9, W = 7, O = 5, K = 5, Ho = ys.d[2], Wo = ys.d[3];
-  for (int b = 0; b < 3; b++)
+  int NB = xs.d[0], C = xs.d[1], H = xs.d[2], W = xs.d[3], O = ws.d[0], K = ws.d[2], Ho = ys.d[2],
+      Wo = ys.d[3];
+  for (int b = 0; b < NB; b++)
     for (int o = 0; o < O; o++)
       for (int i = 0; i < Ho; i++)
         for (int j = 0; j < Wo; j++)
@@ -2016,7 +2021,7 @@ static Suite *ops_suite(void)
   add_loop(s, "xent_bad_labels", test_xent_bad_labels, 1);
   add_loop(s, "layer_norm", test_layer_norm, NLN);
   add_loop(s, "conv2d", test_conv2d, NCONV);
-  add_loop(s, "conv2d_large", test_conv2d_large, 3);
+  add_loop(s, "conv2d_large", test_conv2d_large, 4);
   add_loop(s, "conv2d_errors", test_conv2d_errors, 1);
   add_loop(s, "maxpool2d", test_maxpool2d, NPOOL);
   add_loop(s, "maxpool2d_ties", test_maxpool2d_ties, 1);

@@ -6,8 +6,15 @@
  *
  * x [B, Cin, H, W], w [Cout, Cin, kh, kw] (an ordinary node: the Lie-group
  * networks compute it from a kernel network every step), y [B, Cout, Ho,
- * Wo]. Each image is im2col into the plan's scratch ([Cin kh kw, Ho Wo])
- * and one cblas_dgemm.
+ * Wo]. Each image is im2col into the plan's scratch and multiplied by
+ * cblas_dgemm, a few input channels at a time (chunk_channels): the
+ * columns of all channels ([Cin kh kw, Ho Wo], 10 MB for 128 channels of
+ * 20x20 maps) fall out of cache between the im2col that writes them and the
+ * dgemm that reads them, a chunk's (under 512 KB) stays in it. Measured on
+ * a Zen 1 core for the Lie network's last layer (128 -> 128 channels, 5x5,
+ * 20x20): forward 25.1 -> 21.4 ms per image, conv2d_dx 23.1 -> 22.4,
+ * conv2d_dw 24.1 -> 22.8. The forward then sums the chunks in another order
+ * (round-off); the two adjoints compute the same numbers.
  *
  * The op is bilinear, y = C(x, w), and its two adjoints are ops of this
  * file, so the family is closed under differentiation:
@@ -46,6 +53,20 @@ static geom geom_of(const sv_shape *x, const sv_shape *w, int stride, int pad)
   return g;
 }
 
+/* With stride 1, the output columns j whose input column j + q - pad lies
+   in [0, W), for kernel column q: [*j0, *j1) (possibly empty). */
+static void unit_stride_run(const geom *g, size_t q, size_t *j0, size_t *j1)
+{
+  long lo = (long)g->pad - (long)q, hi = (long)g->W + (long)g->pad - (long)q;
+  size_t a = lo > 0 ? (size_t)lo : 0, b = hi < (long)g->Wo ? (size_t)(hi > 0 ? hi : 0) : g->Wo;
+  if (a > g->Wo)
+    a = g->Wo;
+  if (b < a)
+    b = a;
+  *j0 = a;
+  *j1 = b;
+}
+
 /* col[(c, p, q), (i, j)] = x[c, i s + p - pad, j s + q - pad] (0 outside). */
 static void im2col(const geom *g, const double *x, double *col)
 {
@@ -64,13 +85,8 @@ static void im2col(const geom *g, const double *x, double *col)
           }
           const double *xr = xc + (size_t)yy * g->W;
           if (g->s == 1) {
-            /* columns j with 0 <= j + q - pad < W, copied in one run */
-            long lo = (long)g->pad - (long)q, hi = (long)g->W + (long)g->pad - (long)q;
-            size_t j0 = lo > 0 ? (size_t)lo : 0, j1 = hi < (long)g->Wo ? (size_t)(hi > 0 ? hi : 0) : g->Wo;
-            if (j0 > g->Wo)
-              j0 = g->Wo;
-            if (j1 < j0)
-              j1 = j0;
+            size_t j0, j1;
+            unit_stride_run(g, q, &j0, &j1);
             memset(r, 0, j0 * sizeof *r);
             if (j1 > j0)
               memcpy(r + j0, xr + (long)j0 + (long)q - (long)g->pad, (j1 - j0) * sizeof *r);
@@ -100,6 +116,18 @@ static void col2im_add(const geom *g, const double *col, double *x)
             continue;
           double *xr = xc + (size_t)yy * g->W;
           const double *r = row + i * g->Wo;
+          if (g->s == 1) {
+            /* the columns in range, as in im2col: one contiguous run the
+               compiler vectorises (the same additions in the same order) */
+            size_t j0, j1;
+            unit_stride_run(g, q, &j0, &j1);
+            if (j1 > j0) {
+              double *xo = xr + (long)j0 + (long)q - (long)g->pad;
+              for (size_t j = j0; j < j1; j++)
+                xo[j - j0] += r[j];
+            }
+            continue;
+          }
           for (size_t j = 0; j < g->Wo; j++) {
             long xx = (long)(j * g->s + q) - (long)g->pad;
             if (xx >= 0 && xx < (long)g->W)
@@ -109,11 +137,32 @@ static void col2im_add(const geom *g, const double *col, double *x)
       }
 }
 
+/* Input channels per chunk: as many as keep one chunk's columns within
+   CHUNK_BYTES (at least one). */
+#define CHUNK_BYTES (512u * 1024u)
+static size_t chunk_channels(const geom *g)
+{
+  size_t per = g->kh * g->kw * g->Ho * g->Wo * sizeof(double);
+  size_t cc = per ? CHUNK_BYTES / per : g->C;
+  if (cc < 1)
+    cc = 1;
+  return cc < g->C ? cc : g->C;
+}
+
+/* The geometry of channels [c0, c0 + cc) alone (the same planes, fewer of
+   them), and how many those are. */
+static geom chunk_of(const geom *g, size_t c0, size_t cc)
+{
+  geom h = *g;
+  h.C = g->C - c0 < cc ? g->C - c0 : cc;
+  return h;
+}
+
 static const sv_opdef op_conv2d, op_conv2d_dx, op_conv2d_dw;
 static sv_node *conv_node(const sv_opdef *op, sv_node *a, sv_node *b, const sv_shape *s, int stride,
                           int pad);
 
-/* Scratch: one image's columns, [Cin kh kw, Ho Wo]. Every op of the family
+/* Scratch: one chunk's columns, [cc kh kw, Ho Wo]. Every op of the family
    knows x's and w's shapes from its inputs or output. */
 static size_t conv_work(const sv_plan *p, const sv_node *n)
 {
@@ -125,7 +174,7 @@ static size_t conv_work(const sv_plan *p, const sv_node *n)
   else
     x = &p->shape[n->in[1]->id], w = &p->shape[n->id];
   geom g = geom_of(x, w, n->ia[0], n->ia[1]);
-  return g.C * g.kh * g.kw * g.Ho * g.Wo;
+  return chunk_channels(&g) * g.kh * g.kw * g.Ho * g.Wo;
 }
 
 /* ---------- conv2d(x, w) ---------- */
@@ -134,12 +183,14 @@ static int conv2d_kernel(const sv_kctx *k)
 {
   geom g = geom_of(sv__kshape(k, 0), sv__kshape(k, 1), k->n->ia[0], k->n->ia[1]);
   const double *x = sv__kin(k, 0), *w = sv__kin(k, 1);
-  size_t K = g.C * g.kh * g.kw, n = g.Ho * g.Wo;
-  for (size_t b = 0; b < g.B; b++) {
-    im2col(&g, x + b * g.C * g.H * g.W, k->work);
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.O, (int)n, (int)K, 1.0, w, (int)K,
-                k->work, (int)n, 0.0, k->y + b * g.O * n, (int)n);
-  }
+  size_t K = g.C * g.kh * g.kw, n = g.Ho * g.Wo, kk = g.kh * g.kw, cc = chunk_channels(&g);
+  for (size_t b = 0; b < g.B; b++)
+    for (size_t c0 = 0; c0 < g.C; c0 += cc) { /* y_b = sum over chunks of w[:, chunk] col(chunk) */
+      geom h = chunk_of(&g, c0, cc);
+      im2col(&h, x + (b * g.C + c0) * g.H * g.W, k->work);
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.O, (int)n, (int)(h.C * kk), 1.0,
+                  w + c0 * kk, (int)K, k->work, (int)n, c0 ? 1.0 : 0.0, k->y + b * g.O * n, (int)n);
+    }
   return 0;
 }
 
@@ -160,13 +211,15 @@ static int conv2d_dx_kernel(const sv_kctx *k)
 {
   geom g = geom_of(k->ys, sv__kshape(k, 1), k->n->ia[0], k->n->ia[1]);
   const double *G = sv__kin(k, 0), *w = sv__kin(k, 1);
-  size_t K = g.C * g.kh * g.kw, n = g.Ho * g.Wo;
+  size_t K = g.C * g.kh * g.kw, n = g.Ho * g.Wo, kk = g.kh * g.kw, cc = chunk_channels(&g);
   memset(k->y, 0, k->ny * sizeof *k->y);
-  for (size_t b = 0; b < g.B; b++) {
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)n, (int)g.O, 1.0, w, (int)K,
-                G + b * g.O * n, (int)n, 0.0, k->work, (int)n);
-    col2im_add(&g, k->work, k->y + b * g.C * g.H * g.W);
-  }
+  for (size_t b = 0; b < g.B; b++)
+    for (size_t c0 = 0; c0 < g.C; c0 += cc) { /* the chunk's rows of w^T G_b, then col2im */
+      geom h = chunk_of(&g, c0, cc);
+      cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(h.C * kk), (int)n, (int)g.O, 1.0,
+                  w + c0 * kk, (int)K, G + b * g.O * n, (int)n, 0.0, k->work, (int)n);
+      col2im_add(&h, k->work, k->y + (b * g.C + c0) * g.H * g.W);
+    }
   return 0;
 }
 
@@ -187,12 +240,14 @@ static int conv2d_dw_kernel(const sv_kctx *k)
 {
   geom g = geom_of(sv__kshape(k, 1), k->ys, k->n->ia[0], k->n->ia[1]);
   const double *G = sv__kin(k, 0), *x = sv__kin(k, 1);
-  size_t K = g.C * g.kh * g.kw, n = g.Ho * g.Wo;
-  for (size_t b = 0; b < g.B; b++) { /* batch >= 1: image 0 overwrites y, the rest add */
-    im2col(&g, x + b * g.C * g.H * g.W, k->work);
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g.O, (int)K, (int)n, 1.0,
-                G + b * g.O * n, (int)n, k->work, (int)n, b ? 1.0 : 0.0, k->y, (int)K);
-  }
+  size_t K = g.C * g.kh * g.kw, n = g.Ho * g.Wo, kk = g.kh * g.kw, cc = chunk_channels(&g);
+  for (size_t b = 0; b < g.B; b++) /* batch >= 1: image 0 overwrites y, the rest add */
+    for (size_t c0 = 0; c0 < g.C; c0 += cc) { /* the chunk's columns of y */
+      geom h = chunk_of(&g, c0, cc);
+      im2col(&h, x + (b * g.C + c0) * g.H * g.W, k->work);
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g.O, (int)(h.C * kk), (int)n, 1.0,
+                  G + b * g.O * n, (int)n, k->work, (int)n, b ? 1.0 : 0.0, k->y + c0 * kk, (int)K);
+    }
   return 0;
 }
 

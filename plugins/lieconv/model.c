@@ -58,21 +58,26 @@ static sv_node *gconv(lie_model *m, const char *name, sv_node *x, int lift, int 
   return L ? sv_conv2d(x, L->w, 1, pad) : NULL;
 }
 
-/* The zero padding of the lift and the last convolution: 2 with `same`
-   (the maps keep their size), else none. */
-static int border_pad(const lie_arch *a)
+/* The zero padding of the lift and of the last convolution: 2 with `same`
+   (the maps keep their size), else none; `lift_only` leaves the last one
+   unpadded (its maps 16x16 instead of 20x20: 0.64 of its cost). */
+static int lift_pad(const lie_arch *a)
 {
   return a->same ? 2 : 0;
+}
+
+static int final_pad(const lie_arch *a)
+{
+  return a->same && !a->lift_only ? 2 : 0;
 }
 
 /* The spatial size after the layers of the skeleton (model.h). */
 int lie_arch_final_size(const lie_arch *a)
 {
-  int e = 2 * border_pad(a);          /* what the padding of lift and final adds */
-  int s = (LIE_CANVAS - 4 + e) / 2;   /* lift, pool: 18 (same: 20) */
+  int s = (LIE_CANVAS - 4 + 2 * lift_pad(a)) / 2; /* lift, pool: 18 (same: 20) */
   if (a->mid)
     s = (s + 2 * a->pad - 4) / 2;     /* mid, pool: 9 or 7 (10 or 8) */
-  return s - 4 + e;                   /* final: 14, 5 or 3 (20, 10 or 8) */
+  return s - 4 + 2 * final_pad(a);    /* final: 14, 5 or 3 (20, 10 or 8; lift_only 16, 6, 4) */
 }
 
 /* Features before invariant pooling: [B, C, rest]. The Lie-group and the
@@ -85,8 +90,7 @@ static sv_node *build_features(lie_model *m)
 #define CONV(name, x, lift, set_out, pad)                                          \
   (lie ? gconv(m, name, x, lift, lift ? 1 : C, 0, set_out, pad)                    \
        : cnn_conv(m, "cnn." name ".W", x, lift ? 1 : C, C, pad))
-  int bp = border_pad(a);
-  h = CONV("lift", m->x, 1, 0, bp);
+  h = CONV("lift", m->x, 1, 0, lift_pad(a));
   h = ln_gelu(sv_maxpool2d(h, 2));
   for (int b = 0; b < a->blocks; b++) {
     char n1[32], n2[32];
@@ -101,7 +105,7 @@ static sv_node *build_features(lie_model *m)
     h = ln_gelu(CONV("mid", h, 0, 0, a->pad));
     h = sv_maxpool2d(h, 2);
   }
-  h = CONV("final", h, 0, 1, bp);
+  h = CONV("final", h, 0, 1, final_pad(a));
 #undef CONV
   if (a->final_norm)
     h = ln_gelu(h);

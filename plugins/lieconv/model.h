@@ -14,7 +14,8 @@
  *   with `mid`: group conv 5x5 (padding `pad`), LN, GELU, 2x2 max-pool
  *                                    [B, C N, 9 or 7, ...] (pad 2 or 0)
  *   group conv 5x5 (no padding)      [B, C N, 14 (5, 3), ...]   set 0 -> set 1
- *     (`same`: padding 2, [B, C N, 20 (10, 8), ...])
+ *     (`same`: padding 2, [B, C N, 20 (10, 8), ...];
+     `same` and `lift_only`: no padding, [B, C N, 16 (6, 4), ...])
  *   LayerNorm, GELU (`final_norm`)
  *   invariant pooling: max (or mean) over samples and space   [B, C]
  *   head: dense C -> H (its bias centred on the first training images),
@@ -42,6 +43,7 @@ typedef struct {
   lie_group group;
   int channels, samples, blocks, mid, pad, head, cnn_channels, final_norm;
   int same; /* 1: the lift and the last convolution padded by 2 (maps keep their size) */
+  int lift_only; /* with same: only the lift padded, the last convolution not (final 16x16) */
   int kernel_width, kernel_layers;
   double omega, spd_var, rot_range; /* rot_range in radians */
   lie_mask mask;
