@@ -1832,32 +1832,6 @@ static void ref_causal_conv(const opcase *c, int batch, const shp *xs, const dou
       }
 }
 
-/* u [B|2|-, L, H], k [H, L]: odd, prime and power-of-two lengths; the
-   transform lengths (2L - 1 rounded up to 2^a 3^b 5^c 7^d) are 1, 3, 14,
-   25, 32. */
-static const shp cconv_cases[][2] = {
-  {S3(B, 1, 3), S2(3, 1)},   {S3(B, 2, 3), S2(3, 2)},  {S3(B, 7, 3), S2(3, 7)},
-  {S3(B, 13, 2), S2(2, 13)}, {S3(B, 16, 3), S2(3, 16)}, {S2(1, 2), S2(2, 1)},
-  {S2(7, 3), S2(3, 7)},      {S2(13, 1), S2(1, 13)},  {S2(16, 2), S2(2, 16)},
-  {S3(2, 7, 4), S2(4, 7)},   {S3(3, 13, 1), S2(1, 13)},
-};
-#define NCCONV ((int)(sizeof cconv_cases / sizeof cconv_cases[0]))
-
-START_TEST(test_causal_conv)
-{
-  opcase c = {0};
-  c.nx = 2;
-  c.x[0] = cconv_cases[_i][0];
-  c.x[1] = cconv_cases[_i][1];
-  c.lo = -1;
-  c.hi = 1;
-  c.build = build_causal_conv;
-  c.ref = ref_causal_conv;
-  name_case(&c, "causal_conv");
-  check(&c);
-}
-END_TEST
-
 static sv_node *build_anticausal_conv(const opcase *c, sv_node *const *x)
 {
   (void)c;
@@ -1882,19 +1856,36 @@ static void ref_anticausal_conv(const opcase *c, int batch, const shp *xs, const
       }
 }
 
-START_TEST(test_anticausal_conv)
+/* u [B|2|-, L, H], k [H, L]: odd, prime and power-of-two lengths; the
+   transform lengths (2L - 1 rounded up to 2^a 3^b 5^c 7^d) are 1, 3, 14,
+   25, 32. */
+static const shp cconv_cases[][2] = {
+  {S3(B, 1, 3), S2(3, 1)},   {S3(B, 2, 3), S2(3, 2)},  {S3(B, 7, 3), S2(3, 7)},
+  {S3(B, 13, 2), S2(2, 13)}, {S3(B, 16, 3), S2(3, 16)}, {S2(1, 2), S2(2, 1)},
+  {S2(7, 3), S2(3, 7)},      {S2(13, 1), S2(1, 13)},  {S2(16, 2), S2(2, 16)},
+  {S3(2, 7, 4), S2(4, 7)},   {S3(3, 13, 1), S2(1, 13)},
+};
+#define NCCONV ((int)(sizeof cconv_cases / sizeof cconv_cases[0]))
+
+/* Case i of cconv_cases for the causal or the anti-causal op. */
+static void check_time_conv(int i, int anti)
 {
   opcase c = {0};
   c.nx = 2;
-  c.x[0] = cconv_cases[_i][0];
-  c.x[1] = cconv_cases[_i][1];
+  c.x[0] = cconv_cases[i][0];
+  c.x[1] = cconv_cases[i][1];
   c.lo = -1;
   c.hi = 1;
-  c.build = build_anticausal_conv;
-  c.ref = ref_anticausal_conv;
-  name_case(&c, "anticausal_conv");
+  c.build = anti ? build_anticausal_conv : build_causal_conv;
+  c.ref = anti ? ref_anticausal_conv : ref_causal_conv;
+  name_case(&c, anti ? "anticausal_conv" : "causal_conv");
   check(&c);
 }
+
+START_TEST(test_causal_conv) { check_time_conv(_i, 0); }
+END_TEST
+
+START_TEST(test_anticausal_conv) { check_time_conv(_i, 1); }
 END_TEST
 
 /* ------------------------------------------------------------------ */

@@ -15,7 +15,7 @@
  *                                    [B, C N, 9 or 7, ...] (pad 2 or 0)
  *   group conv 5x5 (no padding)      [B, C N, 14 (5, 3), ...]   set 0 -> set 1
  *     (`same`: padding 2, [B, C N, 20 (10, 8), ...];
-     `same` and `lift_only`: no padding, [B, C N, 16 (6, 4), ...])
+ *      `same` and `lift_only`: no padding, [B, C N, 16 (6, 4), ...])
  *   LayerNorm, GELU (`final_norm`)
  *   invariant pooling: max (or mean) over samples and space   [B, C]
  *   head: dense C -> H (its bias centred on the first training images),

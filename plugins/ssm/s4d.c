@@ -516,6 +516,32 @@ static void block_positionwise(int H, const double *W, const double *bW, const d
     u[h] = (u[h] - mu) * rs * lg[h] + lb[h];
 }
 
+/* One step of one channel's M modes, s_q <- Abar_q s_q + Bbar_q u, and
+   their output sum_q Re(2C_q s_q) (cc holds 2C). */
+static double channel_step(const double complex *ab, const double complex *bb,
+                           const double complex *cc, double complex *s, double u, int M)
+{
+  double v = 0;
+  for (int q = 0; q < M; q++) {
+    s[q] = ab[q] * s[q] + bb[q] * u;
+    v += creal(cc[q] * s[q]);
+  }
+  return v;
+}
+
+/* The head on the sum over time of the last layer's output: logits =
+   (acc / L) Wh + bh. */
+static void head_logits(int H, int NC, int L, const double *Wh, const double *bh,
+                        const double *acc, double *logits)
+{
+  for (int j = 0; j < NC; j++) {
+    double s2 = bh[j];
+    for (int h = 0; h < H; h++)
+      s2 += acc[h] / L * Wh[(size_t)h * NC + j];
+    logits[j] = s2;
+  }
+}
+
 static int recurrent_rows(const s4d_model *m, int count, const double *x, double *logits,
                           double *work)
 {
@@ -591,13 +617,8 @@ static int recurrent_rows(const s4d_model *m, int count, const double *x, double
             int l = dir ? L - 1 - i : i;
             const double *ul = useq + (size_t)l * H;
             for (int h = 0; h < H; h++) {
-              double v = 0;
-              for (int q = 0; q < M; q++) {
-                size_t j = (size_t)h * M + q;
-                st[j] = ab[j] * st[j] + bb[j] * ul[h];
-                v += creal(cc[j] * st[j]);
-              }
-              out[(size_t)l * H + h] = v;
+              size_t o = (size_t)h * M;
+              out[(size_t)l * H + h] = channel_step(ab + o, bb + o, cc + o, st + o, ul[h], M);
             }
           }
         }
@@ -612,12 +633,7 @@ static int recurrent_rows(const s4d_model *m, int count, const double *x, double
       for (int l = 0; l < L; l++)
         for (int h = 0; h < H; h++)
           acc[h] += useq[(size_t)l * H + h];
-      for (int j = 0; j < NC; j++) {
-        double s2 = bh[j];
-        for (int h = 0; h < H; h++)
-          s2 += acc[h] / L * Wh[(size_t)h * NC + j];
-        logits[(size_t)r * NC + j] = s2;
-      }
+      head_logits(H, NC, L, Wh, bh, acc, logits + (size_t)r * NC);
     }
     return 0;
   }
@@ -632,25 +648,15 @@ static int recurrent_rows(const s4d_model *m, int count, const double *x, double
         const double complex *ab = Ab + k * HM, *bb = Bb + k * HM, *cc = Cc + k * HM;
         double complex *s = st + k * HM;
         for (int h = 0; h < H; h++) {
-          double v = 0;
-          for (int q = 0; q < M; q++) {
-            size_t i = (size_t)h * M + q;
-            s[i] = ab[i] * s[i] + bb[i] * u[h];
-            v += creal(cc[i] * s[i]);
-          }
-          y[h] = v + D[k][h] * u[h];
+          size_t o = (size_t)h * M;
+          y[h] = channel_step(ab + o, bb + o, cc + o, s + o, u[h], M) + D[k][h] * u[h];
         }
         block_positionwise(H, W[k], bW[k], lg[k], lb[k], c->ln_eps, y, z, u);
       }
       for (int h = 0; h < H; h++)
         acc[h] += u[h];
     }
-    for (int j = 0; j < NC; j++) {
-      double s2 = bh[j];
-      for (int h = 0; h < H; h++)
-        s2 += acc[h] / L * Wh[(size_t)h * NC + j];
-      logits[(size_t)r * NC + j] = s2;
-    }
+    head_logits(H, NC, L, Wh, bh, acc, logits + (size_t)r * NC);
   }
   return 0;
 }
