@@ -1583,18 +1583,27 @@ END_TEST
 /* At a size the harness cannot difference element by element: the values
    and both adjoints against direct sums (the adjoints as sums over the
    definition: dx = sum_o w * G shifted, dw = sum_b G * x shifted). */
-START_TEST(test_conv2d_large)
+#define NCONV_LARGE 6
+static void conv2d_large_case(int i)
 {
-  static const int cfg[][2] = {{1, 2}, {2, 2}, {1, 0}, {1, 2}};
-  int st = cfg[_i][0], pad = cfg[_i][1];
+  static const int cfg[NCONV_LARGE][2] = {{1, 2}, {2, 2}, {1, 0}, {1, 2}, {1, 2}, {1, 1}};
+  int st = cfg[i][0], pad = cfg[i][1];
   shp xs = {4, {3, 4, 9, 7}}, ws = {4, {5, 4, 5, 5}}, ys;
-  if (_i == 3) { /* 11 channels of 24x24 maps: the kernels take them in chunks of 4, 4, 3 */
+  if (i == 3) { /* 11 channels of 24x24 maps: the kernels take them in chunks of 4, 4, 3 */
     xs = (shp){4, {2, 11, 24, 24}};
     ws = (shp){4, {3, 11, 5, 5}};
   }
+  if (i == 4) { /* 70 images: the FFT kernels take them in chunks of 64 and 6 */
+    xs = (shp){4, {70, 3, 6, 5}};
+    ws = (shp){4, {4, 3, 5, 5}};
+  }
+  if (i == 5) { /* a non-square filter on odd maps (transform sizes 9 x 15) */
+    xs = (shp){4, {2, 3, 7, 13}};
+    ws = (shp){4, {2, 3, 3, 5}};
+  }
   size_t nx = shp_count(&xs), nw = shp_count(&ws);
-  double *x = malloc(nx * sizeof *x), *w = malloc(nw * sizeof *w), *y = malloc(4096 * sizeof *y);
-  double *G = malloc(4096 * sizeof *G), *dx = calloc(nx, sizeof *dx), *dw = calloc(nw, sizeof *dw);
+  double *x = malloc(nx * sizeof *x), *w = malloc(nw * sizeof *w), *y = malloc(16384 * sizeof *y);
+  double *G = malloc(16384 * sizeof *G), *dx = calloc(nx, sizeof *dx), *dw = calloc(nw, sizeof *dw);
   gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
   for (size_t k = 0; k < nx; k++)
     x[k] = 2 * gsl_rng_uniform(rng) - 1;
@@ -1604,21 +1613,22 @@ START_TEST(test_conv2d_large)
   size_t ny = shp_count(&ys);
   for (size_t k = 0; k < ny; k++)
     G[k] = 2 * gsl_rng_uniform(rng) - 1;
-  int NB = xs.d[0], C = xs.d[1], H = xs.d[2], W = xs.d[3], O = ws.d[0], K = ws.d[2], Ho = ys.d[2],
-      Wo = ys.d[3];
+  ck_assert(ny <= 16384);
+  int NB = xs.d[0], C = xs.d[1], H = xs.d[2], W = xs.d[3], O = ws.d[0], KH = ws.d[2], KW = ws.d[3],
+      Ho = ys.d[2], Wo = ys.d[3];
   for (int b = 0; b < NB; b++)
     for (int o = 0; o < O; o++)
       for (int i = 0; i < Ho; i++)
         for (int j = 0; j < Wo; j++)
           for (int c2 = 0; c2 < C; c2++)
-            for (int p = 0; p < K; p++)
-              for (int q = 0; q < K; q++) {
+            for (int p = 0; p < KH; p++)
+              for (int q = 0; q < KW; q++) {
                 int yy = i * st + p - pad, xx = j * st + q - pad;
                 if (yy < 0 || yy >= H || xx < 0 || xx >= W)
                   continue;
                 double g = G[((b * O + o) * Ho + i) * Wo + j];
-                dx[((b * C + c2) * H + yy) * W + xx] += g * w[((o * C + c2) * K + p) * K + q];
-                dw[((o * C + c2) * K + p) * K + q] += g * x[((b * C + c2) * H + yy) * W + xx];
+                dx[((b * C + c2) * H + yy) * W + xx] += g * w[((o * C + c2) * KH + p) * KW + q];
+                dw[((o * C + c2) * KH + p) * KW + q] += g * x[((b * C + c2) * H + yy) * W + xx];
               }
 
   sv_graph *gr = sv_graph_new();
@@ -1641,6 +1651,56 @@ START_TEST(test_conv2d_large)
   sv_graph_free(gr);
   gsl_rng_free(rng);
   free(x), free(w), free(y), free(G), free(dx), free(dw);
+}
+
+START_TEST(test_conv2d_large) { conv2d_large_case(_i); }
+END_TEST
+
+/* The FFT kernels (conv_fft.c), forced by the environment, against the
+   same direct sums and, through the harness, finite differences of first
+   and second order (stride-2 cases fall back to im2col). */
+START_TEST(test_conv2d_large_fft)
+{
+  setenv("SOLVER_CONV2D", "fft", 1);
+  conv2d_large_case(_i);
+  unsetenv("SOLVER_CONV2D");
+}
+END_TEST
+
+START_TEST(test_conv2d_fft)
+{
+  setenv("SOLVER_CONV2D", "fft", 1);
+  opcase c = {0};
+  c.nx = 2;
+  c.x[0] = conv_cases[_i].x;
+  c.x[1] = conv_cases[_i].w;
+  c.start = conv_cases[_i].stride;
+  c.len = conv_cases[_i].pad;
+  c.lo = -1;
+  c.hi = 1;
+  c.build = build_conv2d;
+  c.ref = ref_conv2d;
+  char nm[64];
+  snprintf(nm, sizeof nm, "conv2d fft(stride %d, pad %d)", c.start, c.len);
+  name_case(&c, nm);
+  check(&c);
+  unsetenv("SOLVER_CONV2D");
+}
+END_TEST
+
+/* A bad SOLVER_CONV2D is refused when a plan is compiled, with its value. */
+START_TEST(test_conv2d_algorithm_env)
+{
+  setenv("SOLVER_CONV2D", "winograd", 1);
+  sv_graph *g = sv_graph_new();
+  int dx[4] = {2, 2, 5, 5}, dw[4] = {3, 2, 3, 3};
+  sv_node *y = sv_conv2d(sv_input(g, "x", 4, dx), sv_input(g, "w", 4, dw), 1, 1);
+  ck_assert_ptr_nonnull(y);
+  sv_plan *p = sv_compile(g, 1, &y, 1);
+  ck_assert_ptr_null(p);
+  ck_assert_msg(strstr(sv_errmsg(), "SOLVER_CONV2D = 'winograd'") != NULL, "%s", sv_errmsg());
+  sv_graph_free(g);
+  unsetenv("SOLVER_CONV2D");
 }
 END_TEST
 
@@ -2012,7 +2072,10 @@ static Suite *ops_suite(void)
   add_loop(s, "xent_bad_labels", test_xent_bad_labels, 1);
   add_loop(s, "layer_norm", test_layer_norm, NLN);
   add_loop(s, "conv2d", test_conv2d, NCONV);
-  add_loop(s, "conv2d_large", test_conv2d_large, 4);
+  add_loop(s, "conv2d_large", test_conv2d_large, NCONV_LARGE);
+  add_loop(s, "conv2d_fft", test_conv2d_fft, NCONV);
+  add_loop(s, "conv2d_large_fft", test_conv2d_large_fft, NCONV_LARGE);
+  add_loop(s, "conv2d_algorithm_env", test_conv2d_algorithm_env, 1);
   add_loop(s, "conv2d_errors", test_conv2d_errors, 1);
   add_loop(s, "maxpool2d", test_maxpool2d, NPOOL);
   add_loop(s, "maxpool2d_ties", test_maxpool2d_ties, 1);

@@ -28,18 +28,19 @@
  *
  * (each from <H, Dx(G, w)> = <C(H, w), G> = <w, Dw(G, H)> and its twin).
  * ia: [0] stride, [1] padding.
+ *
+ * Algorithm: each node chooses at compile time (prepare) between the
+ * im2col-dgemm kernels below and, for stride 1, the FFT kernels of
+ * conv_fft.c, which do several times less arithmetic for wide layers with
+ * 5x5 filters (the Lie network's last layer: 4.1x fewer operations, 3.4x
+ * faster; conv_fft.c). The rules above do not depend on the choice.
  */
-#include "ops.h"
+#include "conv_fft.h"
 
 #include <cblas.h>
 #include <string.h>
 
-typedef struct {
-  size_t B, C, H, W;      /* input */
-  size_t O, kh, kw;       /* filters */
-  size_t Ho, Wo;          /* output */
-  size_t s, pad;
-} geom;
+typedef sv__conv_geom geom;
 
 /* The geometry from the resolved shapes of x and w. */
 static geom geom_of(const sv_shape *x, const sv_shape *w, int stride, int pad)
@@ -162,9 +163,9 @@ static const sv_opdef op_conv2d, op_conv2d_dx, op_conv2d_dw;
 static sv_node *conv_node(const sv_opdef *op, sv_node *a, sv_node *b, const sv_shape *s, int stride,
                           int pad);
 
-/* Scratch: one chunk's columns, [cc kh kw, Ho Wo]. Every op of the family
-   knows x's and w's shapes from its inputs or output. */
-static size_t conv_work(const sv_plan *p, const sv_node *n)
+/* The geometry of a node of the family: every op knows x's and w's shapes
+   from its inputs or output. */
+static geom node_geom(const sv_plan *p, const sv_node *n)
 {
   const sv_shape *x, *w;
   if (n->op == &op_conv2d)
@@ -173,14 +174,37 @@ static size_t conv_work(const sv_plan *p, const sv_node *n)
     x = &p->shape[n->id], w = &p->shape[n->in[1]->id];
   else
     x = &p->shape[n->in[1]->id], w = &p->shape[n->id];
-  geom g = geom_of(x, w, n->ia[0], n->ia[1]);
+  return geom_of(x, w, n->ia[0], n->ia[1]);
+}
+
+/* Scratch: one chunk's columns, [cc kh kw, Ho Wo], or the FFT kernels'. */
+static size_t conv_work(const sv_plan *p, const sv_node *n)
+{
+  geom g = node_geom(p, n);
+  if (sv__conv_fft_chosen(&g) > 0)
+    return sv__conv_fft_work(&g);
   return chunk_channels(&g) * g.kh * g.kw * g.Ho * g.Wo;
+}
+
+/* State: the FFT plans when the node takes that path, else none. */
+static int conv_prepare(const sv_plan *p, const sv_node *n, void **state)
+{
+  geom g = node_geom(p, n);
+  int fft = sv__conv_fft_chosen(&g);
+  if (fft < 0)
+    return -1;
+  *state = NULL;
+  return fft ? sv__conv_fft_prepare(&g, state) : 0;
 }
 
 /* ---------- conv2d(x, w) ---------- */
 
 static int conv2d_kernel(const sv_kctx *k)
 {
+  if (k->state) {
+    sv__conv_fft_forward(k->state, sv__kin(k, 0), sv__kin(k, 1), k->y, k->work);
+    return 0;
+  }
   geom g = geom_of(sv__kshape(k, 0), sv__kshape(k, 1), k->n->ia[0], k->n->ia[1]);
   const double *x = sv__kin(k, 0), *w = sv__kin(k, 1);
   size_t K = g.C * g.kh * g.kw, n = g.Ho * g.Wo, kk = g.kh * g.kw, cc = chunk_channels(&g);
@@ -203,12 +227,17 @@ static sv_node *conv2d_vjp(sv_node *n, int i, sv_node *G)
 }
 
 static const sv_opdef op_conv2d = {.name = "conv2d", .kernel = conv2d_kernel, .vjp = conv2d_vjp,
-                                   .work = conv_work};
+                                   .work = conv_work, .prepare = conv_prepare,
+                                   .release = sv__conv_fft_release};
 
 /* ---------- conv2d_dx(G, w): the adjoint with respect to x ---------- */
 
 static int conv2d_dx_kernel(const sv_kctx *k)
 {
+  if (k->state) {
+    sv__conv_fft_dx(k->state, sv__kin(k, 0), sv__kin(k, 1), k->y, k->work);
+    return 0;
+  }
   geom g = geom_of(k->ys, sv__kshape(k, 1), k->n->ia[0], k->n->ia[1]);
   const double *G = sv__kin(k, 0), *w = sv__kin(k, 1);
   size_t K = g.C * g.kh * g.kw, n = g.Ho * g.Wo, kk = g.kh * g.kw, cc = chunk_channels(&g);
@@ -232,12 +261,17 @@ static sv_node *conv2d_dx_vjp(sv_node *n, int i, sv_node *H)
 }
 
 static const sv_opdef op_conv2d_dx = {.name = "conv2d_dx", .kernel = conv2d_dx_kernel,
-                                      .vjp = conv2d_dx_vjp, .work = conv_work};
+                                      .vjp = conv2d_dx_vjp, .work = conv_work,
+                                      .prepare = conv_prepare, .release = sv__conv_fft_release};
 
 /* ---------- conv2d_dw(G, x): the adjoint with respect to w ---------- */
 
 static int conv2d_dw_kernel(const sv_kctx *k)
 {
+  if (k->state) {
+    sv__conv_fft_dw(k->state, sv__kin(k, 0), sv__kin(k, 1), k->y, k->work);
+    return 0;
+  }
   geom g = geom_of(sv__kshape(k, 1), k->ys, k->n->ia[0], k->n->ia[1]);
   const double *G = sv__kin(k, 0), *x = sv__kin(k, 1);
   size_t K = g.C * g.kh * g.kw, n = g.Ho * g.Wo, kk = g.kh * g.kw, cc = chunk_channels(&g);
@@ -260,7 +294,8 @@ static sv_node *conv2d_dw_vjp(sv_node *n, int i, sv_node *H)
 }
 
 static const sv_opdef op_conv2d_dw = {.name = "conv2d_dw", .kernel = conv2d_dw_kernel,
-                                      .vjp = conv2d_dw_vjp, .work = conv_work};
+                                      .vjp = conv2d_dw_vjp, .work = conv_work,
+                                      .prepare = conv_prepare, .release = sv__conv_fft_release};
 
 static sv_node *conv_node(const sv_opdef *op, sv_node *a, sv_node *b, const sv_shape *s, int stride,
                           int pad)

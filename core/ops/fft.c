@@ -56,8 +56,7 @@ enum { FC_CONV, FC_DU, FC_DK };
 #define FC_ALIGN 8 /* doubles: 64 bytes, AVX-512's alignment (FFTW's largest) */
 #define FC_MAX_L (1 << 28)
 
-/* The smallest 2^a 3^b 5^c 7^d >= m (m >= 1). */
-static int fast_length(int m)
+int sv__fft_fast_length(int m)
 {
   for (int n = m > 1 ? m : 1;; n++) {
     int r = n;
@@ -85,7 +84,7 @@ static void fc_dims_of(const sv_plan *p, const sv_node *nd, fc_dims *d)
   d->B = s->ndim == 3 ? s->d[0] : 1;
   d->L = s->d[s->ndim - 2];
   d->H = s->d[s->ndim - 1];
-  d->n = fast_length(2 * d->L - 1);
+  d->n = sv__fft_fast_length(2 * d->L - 1);
   d->nf = d->n / 2 + 1;
   d->ld = ((size_t)2 * (size_t)d->nf + FC_ALIGN - 1) / FC_ALIGN * FC_ALIGN;
   size_t S = FC_CHUNK_BYTES / (d->ld * sizeof(double));

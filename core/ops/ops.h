@@ -190,6 +190,9 @@ static inline void sv__split_axis(const sv_shape *s, int axis, size_t *outer, si
 /* A label: a double holding an integer in [0, nclasses); else -1 with a
    message naming `who`, the value and its position. */
 SV_HIDDEN int sv__label_check(const char *who, double v, size_t at, int nclasses);
+/* The smallest 2^a 3^b 5^c 7^d >= m (m >= 1): a length FFTW does fast
+   (fft.c). */
+SV_HIDDEN int sv__fft_fast_length(int m);
 
 /* ------------------------------------------------------------------ */
 /* For folding rules (compile.c)                                       */

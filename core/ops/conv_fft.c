@@ -1,0 +1,421 @@
+/*
+ * conv_fft.c -- stride-1 2-D convolutions through FFTW and one real matrix
+ * product per frequency, for the wide layers where im2col and dgemm do
+ * C kh kw multiply-adds per output and the transforms about one: the Lie
+ * network's last layer (128 -> 128 channels, 5x5, 20x20 maps) is
+ * 2 B O C kh kw Ho Wo = 21 GFLOP per minibatch of 64 by im2col, 2.6 GFLOP
+ * of products plus about 0.4 of transforms here.
+ *
+ * Every map lives on an N1 x N2 grid, N1 >= H + 2 pad (a length FFTW does
+ * fast), large enough that no circular product wraps onto the outputs
+ * kept. With ^ the 2-D real transform (F = N1 (N2/2 + 1) frequencies):
+ *
+ *   xp     x zero-padded: x[c] at offset (pad, pad);
+ *   Wk     ^ of w[o, c] placed flipped, at (-p mod N1, -q mod N2), which
+ *          turns the cross-correlation into a convolution;
+ *   y      y^[o, b] = sum_c Wk[o, c] xp^[c, b]          (Wk xp^, per frequency)
+ *   dx     dxp^[c, b] = sum_o conj(Wk[o, c]) G^[o, b]   (Wk^H G^), dx = dxp at (pad, pad)
+ *   dw     Z[o, c] = sum_b G^[o, b] conj(xp^[c, b])     (G^ xp^H): the transform of
+ *          the correlation sum_b sum_i G[i] xp[i + p] reversed, so dw[o, c, p, q]
+ *          is its inverse at (-p mod N1, -q mod N2).
+ *
+ * The complex products are real dgemms on stacked parts (OpenBLAS's zgemm
+ * ran at 4.4 GFLOP/s on a Zen 1 core for these shapes, its dgemm at 11):
+ * with a = ar + i ai planar, [ar; ai] the real parts stacked on the
+ * imaginary ones, and the block Wb = [wr -wi; wi wr],
+ *
+ *   [yr; yi] = Wb [xr; xi],   [dxr; dxi] = Wb^T [gr; gi],
+ *   [gr; gi] [xr; xi]^T = [P11 P12; P21 P22],  Z = (P11 + P22) + i (P21 - P12).
+ *
+ * Layout (doubles, frequency-major, so that each frequency's matrix is one
+ * dgemm operand; FFTW's split-format guru plans write and read these
+ * strides directly, many transforms at once):
+ *
+ *   x side  [F][2][C][ldb]   (the x transforms, or dx's product)
+ *   g side  [F][2][O][ldb]   (the G transforms, or y's product)
+ *   w side  [F][2O][ldw]     (Wb, or dw's four blocks)
+ *
+ * ldb >= images per chunk, ldw >= 2C, and the grids' stride, all multiples
+ * of 8 doubles, so that every array FFTW runs on is 64-byte aligned, as the
+ * ones it planned on (its SIMD codelets need the same alignment). The batch
+ * goes in chunks of CF_BATCH images, which bounds the scratch; dw sums the
+ * chunks in its dgemm (beta 1). FFTW_ESTIMATE: the same plan, hence the
+ * same numbers, on every run (FFTW_MEASURE picks by timing).
+ */
+#include "conv_fft.h"
+
+#include <cblas.h>
+#include <fftw3.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CF_BATCH 64 /* images per chunk */
+#define CF_ALIGN 8  /* doubles: 64 bytes */
+/* The FFT path is taken when the direct algorithm would do this many times
+   its arithmetic: dgemm on im2col columns runs near the core's peak, and
+   the transforms, gathers and scatters here well below it. */
+#define CF_MARGIN 3.0
+
+static size_t round_up(size_t n) { return (n + CF_ALIGN - 1) / CF_ALIGN * CF_ALIGN; }
+
+typedef struct {
+  sv__conv_geom g;
+  int n[2];      /* N1, N2 */
+  size_t nh;     /* N2 / 2 + 1 */
+  size_t F;      /* N1 nh */
+  size_t gs;     /* doubles per grid, >= N1 N2 */
+  size_t bc;     /* images per chunk */
+  size_t ldb;    /* leading dimension of the x and g sides */
+  size_t ldw;    /* leading dimension of the w side */
+  size_t rest;   /* images in the last chunk when fewer than bc, else 0 */
+  size_t ts;     /* doubles per spectrum in the spectra buffer, >= 2 F */
+  /* transforms of count grids to count contiguous spectra and back, for
+     the counts used: bc, rest, C (one output channel's filters) */
+  struct {
+    int count;
+    fftw_plan r2c, c2r;
+  } pl[3];
+  int npl;
+} cfft;
+
+typedef struct {
+  int n[2];
+  size_t F, gs, ts, bc, ldb, ldw;
+} cf_sizes;
+
+static cf_sizes sizes_of(const sv__conv_geom *g)
+{
+  cf_sizes z;
+  z.n[0] = sv__fft_fast_length((int)(g->H + 2 * g->pad));
+  z.n[1] = sv__fft_fast_length((int)(g->W + 2 * g->pad));
+  z.F = (size_t)z.n[0] * ((size_t)z.n[1] / 2 + 1);
+  z.gs = round_up((size_t)z.n[0] * (size_t)z.n[1]);
+  z.ts = round_up(2 * z.F);
+  z.bc = g->B < CF_BATCH ? g->B : CF_BATCH;
+  z.ldb = round_up(z.bc);
+  z.ldw = round_up(2 * g->C);
+  return z;
+}
+
+int sv__conv_fft_chosen(const sv__conv_geom *g)
+{
+  const char *e = getenv("SOLVER_CONV2D");
+  int forced = -1; /* -1 auto, 0 direct, 1 fft */
+  if (e && *e && strcmp(e, "auto") != 0) {
+    if (strcmp(e, "fft") == 0)
+      forced = 1;
+    else if (strcmp(e, "direct") == 0)
+      forced = 0;
+    else
+      return sv_fail("environment variable SOLVER_CONV2D = '%s': must be auto, fft or direct", e);
+  }
+  if (g->s != 1 || g->B == 0)
+    return 0;
+  if (forced >= 0)
+    return forced;
+  cf_sizes z = sizes_of(g);
+  double np = (double)z.n[0] * z.n[1], F = (double)z.F;
+  double B = (double)g->B, C = (double)g->C, O = (double)g->O;
+  double direct = 2 * B * O * C * (double)(g->kh * g->kw * g->Ho * g->Wo);
+  double fft = 8 * F * O * C * B + 2.5 * np * log2(np) * (B * C + O * C + B * O);
+  return direct > CF_MARGIN * fft;
+}
+
+/* Work layout: slack to align, the w side, the x side, the g side, grids,
+   spectra (as many as grids). */
+static size_t grids_of(const sv__conv_geom *g, const cf_sizes *z)
+{
+  size_t m = z->bc > g->C ? z->bc : g->C;
+  return m > g->O ? m : g->O;
+}
+
+size_t sv__conv_fft_work(const sv__conv_geom *g)
+{
+  cf_sizes z = sizes_of(g);
+  return CF_ALIGN + z.F * (2 * g->O * z.ldw + 2 * g->C * z.ldb + 2 * g->O * z.ldb) +
+         grids_of(g, &z) * (z.gs + z.ts);
+}
+
+void sv__conv_fft_release(void *state)
+{
+  cfft *s = state;
+  if (!s)
+    return;
+  for (int i = 0; i < s->npl; i++) {
+    if (s->pl[i].r2c)
+      fftw_destroy_plan(s->pl[i].r2c);
+    if (s->pl[i].c2r)
+      fftw_destroy_plan(s->pl[i].c2r);
+  }
+  free(s);
+}
+
+typedef struct {
+  double *w, *x, *g, *grids, *spectra;
+} cf_work;
+
+static cf_work split_work(const cfft *s, double *work)
+{
+  const sv__conv_geom *g = &s->g;
+  uintptr_t a = (uintptr_t)work, m = CF_ALIGN * sizeof(double);
+  cf_work k;
+  k.w = (double *)((a + m - 1) / m * m);
+  k.x = k.w + s->F * 2 * g->O * s->ldw;
+  k.g = k.x + s->F * 2 * g->C * s->ldb;
+  k.grids = k.g + s->F * 2 * g->O * s->ldb;
+  cf_sizes z = sizes_of(g);
+  k.spectra = k.grids + grids_of(g, &z) * s->gs;
+  return k;
+}
+
+/* count transforms between grids (stride gs) and contiguous split spectra
+   (stride ts: F real parts, then F imaginary parts): FFTW's fast case. The
+   kernels scatter the spectra into the frequency-major sides and gather
+   them back, which costs less than FFTW's strided transforms (measured on
+   a Zen 1 core, 24 x 24 grids: 8-10 us a transform with the scatter, 13-19
+   writing the strided layout directly). */
+static fftw_plan plan_r2c(const cfft *s, int count, double *grids, double *spectra)
+{
+  fftw_iodim d[2] = {{s->n[0], s->n[1], (int)s->nh}, {s->n[1], 1, 1}};
+  fftw_iodim h = {count, (int)s->gs, (int)s->ts};
+  return fftw_plan_guru_split_dft_r2c(2, d, 1, &h, grids, spectra, spectra + s->F, FFTW_ESTIMATE);
+}
+
+static fftw_plan plan_c2r(const cfft *s, int count, double *spectra, double *grids)
+{
+  fftw_iodim d[2] = {{s->n[0], (int)s->nh, s->n[1]}, {s->n[1], 1, 1}};
+  fftw_iodim h = {count, (int)s->ts, (int)s->gs};
+  return fftw_plan_guru_split_dft_c2r(2, d, 1, &h, spectra, spectra + s->F, grids, FFTW_ESTIMATE);
+}
+
+int sv__conv_fft_prepare(const sv__conv_geom *g, void **state)
+{
+  cfft *s = calloc(1, sizeof *s);
+  if (!s)
+    return sv_fail("conv2d: out of memory");
+  *state = s;
+  s->g = *g;
+  cf_sizes z = sizes_of(g);
+  s->n[0] = z.n[0], s->n[1] = z.n[1];
+  s->nh = (size_t)z.n[1] / 2 + 1;
+  s->F = z.F, s->gs = z.gs, s->ts = z.ts, s->bc = z.bc, s->ldb = z.ldb, s->ldw = z.ldw;
+  s->rest = g->B % z.bc;
+  /* FFTW_ESTIMATE neither reads nor writes the arrays it plans on: a
+     scratch of the kernels' layout, never touched (so never paged in),
+     stands for theirs */
+  double *scratch = malloc(sv__conv_fft_work(g) * sizeof *scratch);
+  if (!scratch)
+    return sv_fail("conv2d: out of memory");
+  cf_work k = split_work(s, scratch);
+  int counts[3] = {(int)s->bc, (int)s->rest, (int)g->C};
+  int ok = 1;
+  for (int i = 0; i < 3; i++) {
+    int dup = counts[i] == 0;
+    for (int j = 0; j < s->npl; j++)
+      dup = dup || s->pl[j].count == counts[i];
+    if (dup)
+      continue;
+    int m = s->npl++;
+    s->pl[m].count = counts[i];
+    s->pl[m].r2c = plan_r2c(s, counts[i], k.grids, k.spectra);
+    s->pl[m].c2r = plan_c2r(s, counts[i], k.spectra, k.grids);
+    ok = ok && s->pl[m].r2c && s->pl[m].c2r;
+  }
+  free(scratch);
+  if (!ok)
+    return sv_fail("conv2d: FFTW made no plan for %dx%d transforms", s->n[0], s->n[1]);
+  return 0;
+}
+
+/* grid = the rows x cols map m placed at (r0, c0), zero elsewhere. */
+static void place(const cfft *s, const double *m, size_t rows, size_t cols, size_t r0, size_t c0,
+                  double *grid)
+{
+  memset(grid, 0, (size_t)s->n[0] * (size_t)s->n[1] * sizeof *grid);
+  for (size_t i = 0; i < rows; i++)
+    memcpy(grid + (r0 + i) * (size_t)s->n[1] + c0, m + i * cols, cols * sizeof *m);
+}
+
+static int plan_index(const cfft *s, size_t count)
+{
+  for (int i = 0; i < s->npl; i++)
+    if ((size_t)s->pl[i].count == count)
+      return i;
+  return 0; /* not reached: prepare planned every count used */
+}
+
+/* The count grids' spectra, scattered into a side: transform t's frequency
+   f to base[f S + t] (real part) and base[f S + im + t]. */
+static void grids_to_side(const cfft *s, cf_work *k, size_t count, double *base, size_t S, size_t im)
+{
+  fftw_execute_split_dft_r2c(s->pl[plan_index(s, count)].r2c, k->grids, k->spectra,
+                             k->spectra + s->F);
+  for (size_t f = 0; f < s->F; f++) {
+    double *re = base + f * S, *imp = re + im;
+    const double *sp = k->spectra + f;
+    for (size_t t = 0; t < count; t++) {
+      re[t] = sp[t * s->ts];
+      imp[t] = sp[t * s->ts + s->F];
+    }
+  }
+}
+
+/* The reverse: count spectra gathered from a side, inverted into grids. */
+static void side_to_grids(const cfft *s, cf_work *k, size_t count, const double *base, size_t S,
+                          size_t im)
+{
+  for (size_t f = 0; f < s->F; f++) {
+    const double *re = base + f * S, *imp = re + im;
+    double *sp = k->spectra + f;
+    for (size_t t = 0; t < count; t++) {
+      sp[t * s->ts] = re[t];
+      sp[t * s->ts + s->F] = imp[t];
+    }
+  }
+  fftw_execute_split_dft_c2r(s->pl[plan_index(s, count)].c2r, k->spectra, k->spectra + s->F,
+                             k->grids);
+}
+
+/* The w side: Wb = [wr -wi; wi wr] of w placed flipped, every frequency. */
+static void weights_transform(const cfft *s, const double *w, cf_work *k)
+{
+  const sv__conv_geom *g = &s->g;
+  size_t N1 = (size_t)s->n[0], N2 = (size_t)s->n[1], O = g->O, C = g->C, ldw = s->ldw;
+  for (size_t o = 0; o < O; o++) {
+    for (size_t c = 0; c < C; c++) {
+      const double *wk = w + (o * C + c) * g->kh * g->kw;
+      double *grid = k->grids + c * s->gs;
+      memset(grid, 0, N1 * N2 * sizeof *grid);
+      for (size_t p = 0; p < g->kh; p++)
+        for (size_t q = 0; q < g->kw; q++)
+          grid[((N1 - p) % N1) * N2 + (N2 - q) % N2] = wk[p * g->kw + q];
+    }
+    grids_to_side(s, k, C, k->w + o * ldw, 2 * O * ldw, O * ldw);
+  }
+  for (size_t f = 0; f < s->F; f++) /* the right half of each block from the left */
+    for (size_t o = 0; o < O; o++) {
+      double *top = k->w + (f * 2 * O + o) * ldw, *bot = top + O * ldw;
+      for (size_t c = 0; c < C; c++) {
+        top[C + c] = -bot[c];
+        bot[C + c] = top[c];
+      }
+    }
+}
+
+/* The x side of images [b0, b0 + nb): xp^, planar. */
+static void inputs_transform(const cfft *s, const double *x, size_t b0, size_t nb, cf_work *k)
+{
+  const sv__conv_geom *g = &s->g;
+  for (size_t c = 0; c < g->C; c++) {
+    for (size_t b = 0; b < nb; b++)
+      place(s, x + ((b0 + b) * g->C + c) * g->H * g->W, g->H, g->W, g->pad, g->pad,
+            k->grids + b * s->gs);
+    grids_to_side(s, k, nb, k->x + c * s->ldb, 2 * g->C * s->ldb, g->C * s->ldb);
+  }
+}
+
+/* The g side of images [b0, b0 + nb): G^, planar, G at (0, 0). */
+static void adjoints_transform(const cfft *s, const double *G, size_t b0, size_t nb, cf_work *k)
+{
+  const sv__conv_geom *g = &s->g;
+  for (size_t o = 0; o < g->O; o++) {
+    for (size_t b = 0; b < nb; b++)
+      place(s, G + ((b0 + b) * g->O + o) * g->Ho * g->Wo, g->Ho, g->Wo, 0, 0, k->grids + b * s->gs);
+    grids_to_side(s, k, nb, k->g + o * s->ldb, 2 * g->O * s->ldb, g->O * s->ldb);
+  }
+}
+
+void sv__conv_fft_forward(const void *state, const double *x, const double *w, double *y,
+                          double *work)
+{
+  const cfft *s = state;
+  const sv__conv_geom *g = &s->g;
+  cf_work k = split_work(s, work);
+  size_t N2 = (size_t)s->n[1], O = g->O, C = g->C, ldb = s->ldb, ldw = s->ldw;
+  double scale = 1.0 / ((double)s->n[0] * (double)s->n[1]);
+  weights_transform(s, w, &k);
+  for (size_t b0 = 0; b0 < g->B; b0 += s->bc) {
+    size_t nb = g->B - b0 < s->bc ? g->B - b0 : s->bc;
+    inputs_transform(s, x, b0, nb, &k);
+    for (size_t f = 0; f < s->F; f++) /* [yr; yi] = Wb [xr; xi] */
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(2 * O), (int)nb, (int)(2 * C), 1.0,
+                  k.w + f * 2 * O * ldw, (int)ldw, k.x + f * 2 * C * ldb, (int)ldb, 0.0,
+                  k.g + f * 2 * O * ldb, (int)ldb);
+    for (size_t o = 0; o < O; o++) {
+      side_to_grids(s, &k, nb, k.g + o * ldb, 2 * O * ldb, O * ldb);
+      for (size_t b = 0; b < nb; b++) {
+        const double *grid = k.grids + b * s->gs;
+        double *yo = y + ((b0 + b) * O + o) * g->Ho * g->Wo;
+        for (size_t i = 0; i < g->Ho; i++)
+          for (size_t j = 0; j < g->Wo; j++)
+            yo[i * g->Wo + j] = grid[i * N2 + j] * scale;
+      }
+    }
+  }
+}
+
+void sv__conv_fft_dx(const void *state, const double *G, const double *w, double *dx, double *work)
+{
+  const cfft *s = state;
+  const sv__conv_geom *g = &s->g;
+  cf_work k = split_work(s, work);
+  size_t N2 = (size_t)s->n[1], O = g->O, C = g->C, ldb = s->ldb, ldw = s->ldw;
+  double scale = 1.0 / ((double)s->n[0] * (double)s->n[1]);
+  weights_transform(s, w, &k);
+  for (size_t b0 = 0; b0 < g->B; b0 += s->bc) {
+    size_t nb = g->B - b0 < s->bc ? g->B - b0 : s->bc;
+    adjoints_transform(s, G, b0, nb, &k);
+    for (size_t f = 0; f < s->F; f++) /* [dxr; dxi] = Wb^T [gr; gi] */
+      cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(2 * C), (int)nb, (int)(2 * O), 1.0,
+                  k.w + f * 2 * O * ldw, (int)ldw, k.g + f * 2 * O * ldb, (int)ldb, 0.0,
+                  k.x + f * 2 * C * ldb, (int)ldb);
+    for (size_t c = 0; c < C; c++) {
+      side_to_grids(s, &k, nb, k.x + c * ldb, 2 * C * ldb, C * ldb);
+      for (size_t b = 0; b < nb; b++) {
+        const double *grid = k.grids + b * s->gs;
+        double *xc = dx + ((b0 + b) * C + c) * g->H * g->W;
+        for (size_t i = 0; i < g->H; i++)
+          for (size_t j = 0; j < g->W; j++)
+            xc[i * g->W + j] = grid[(i + g->pad) * N2 + j + g->pad] * scale;
+      }
+    }
+  }
+}
+
+void sv__conv_fft_dw(const void *state, const double *G, const double *x, double *dw, double *work)
+{
+  const cfft *s = state;
+  const sv__conv_geom *g = &s->g;
+  cf_work k = split_work(s, work);
+  size_t N1 = (size_t)s->n[0], N2 = (size_t)s->n[1], O = g->O, C = g->C, ldb = s->ldb, ldw = s->ldw;
+  double scale = 1.0 / ((double)N1 * (double)N2);
+  for (size_t b0 = 0; b0 < g->B; b0 += s->bc) {
+    size_t nb = g->B - b0 < s->bc ? g->B - b0 : s->bc;
+    inputs_transform(s, x, b0, nb, &k);
+    adjoints_transform(s, G, b0, nb, &k);
+    for (size_t f = 0; f < s->F; f++) /* [P11 P12; P21 P22] (+)= [gr; gi] [xr; xi]^T */
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(2 * O), (int)(2 * C), (int)nb, 1.0,
+                  k.g + f * 2 * O * ldb, (int)ldb, k.x + f * 2 * C * ldb, (int)ldb, b0 ? 1.0 : 0.0,
+                  k.w + f * 2 * O * ldw, (int)ldw);
+  }
+  for (size_t f = 0; f < s->F; f++) /* Z = (P11 + P22) + i (P21 - P12), into P11 and P21 */
+    for (size_t o = 0; o < O; o++) {
+      double *top = k.w + (f * 2 * O + o) * ldw, *bot = top + O * ldw;
+      for (size_t c = 0; c < C; c++) {
+        top[c] += bot[C + c];
+        bot[c] -= top[C + c];
+      }
+    }
+  for (size_t o = 0; o < O; o++) {
+    side_to_grids(s, &k, C, k.w + o * ldw, 2 * O * ldw, O * ldw);
+    for (size_t c = 0; c < C; c++) {
+      const double *grid = k.grids + c * s->gs;
+      double *wk = dw + (o * C + c) * g->kh * g->kw;
+      for (size_t p = 0; p < g->kh; p++)
+        for (size_t q = 0; q < g->kw; q++)
+          wk[p * g->kw + q] = grid[((N1 - p) % N1) * N2 + (N2 - q) % N2] * scale;
+    }
+  }
+}
