@@ -32,8 +32,9 @@
  * Algorithm: each node chooses at compile time (prepare) between the
  * im2col-dgemm kernels below and, for stride 1, the FFT kernels of
  * conv_fft.c, which do several times less arithmetic for wide layers with
- * 5x5 filters (the Lie network's last layer: 4.1x fewer operations, 3.4x
- * faster; conv_fft.c). The rules above do not depend on the choice.
+ * 5x5 filters (the Lie network's last layer: 21 GFLOP per minibatch of 64
+ * by im2col, 3 by FFT; a whole SL(2) training step on a Zen 1 core went from
+ * 13.1 to 32.5 images/s). The rules above do not depend on the choice.
  */
 #include "conv_fft.h"
 
