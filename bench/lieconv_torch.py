@@ -419,6 +419,7 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--weight_decay", type=float, default=0.01)
     ap.add_argument("--kernel_lr", type=float, default=1.0)
+    ap.add_argument("--warmup", type=int, default=0, help="linear warm-up steps before the cosine (the plugin's -warmup)")
     ap.add_argument("--train_size", type=int, default=4000)
     ap.add_argument("--test_size", type=int, default=2000)
     ap.add_argument("--test_images")
@@ -481,7 +482,13 @@ def main():
     if kern:
         groups.append({"params": kern, "lr": a.lr * a.kernel_lr})
     opt = torch.optim.AdamW(groups, lr=a.lr, weight_decay=a.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * t / steps)))
+    def schedule(t):  # core/optim.c: linear warm-up, then one cosine to 0
+        if t < a.warmup:
+            return (t + 1) / a.warmup
+        span = steps - a.warmup
+        return 0.5 * (1 + math.cos(math.pi * ((t - a.warmup) / span if span > 0 else 1)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
 
     def step(idx):
         opt.zero_grad()
