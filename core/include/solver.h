@@ -184,7 +184,11 @@ SV_API sv_node *sv_onehot(sv_node *labels, int nclasses);
  * w [Cout, Cin, kh, kw] (any node: weights may be computed), stride and
  * zero padding on both axes -> [B, Cout, (H + 2 pad - kh) / stride + 1,
  * (W + 2 pad - kw) / stride + 1]; the cross-correlation deep-learning
- * libraries call convolution (no kernel flip). maxpool2d: k x k windows,
+ * libraries call convolution (no kernel flip). A compiled plan computes
+ * each conv2d node (and its adjoints) by im2col and dgemm, or, for stride 1
+ * and wide layers where the cost model expects several times less work, by
+ * FFT (same values to round-off); SOLVER_CONV2D=direct|fft in the
+ * environment forces one. maxpool2d: k x k windows,
  * stride k, a partial last window dropped; the subgradient goes to the
  * first maximum of each window (row-major).
  */
