@@ -1561,23 +1561,27 @@ static const struct {
 };
 #define NCONV ((int)(sizeof conv_cases / sizeof conv_cases[0]))
 
-START_TEST(test_conv2d)
+/* conv_cases[i] through the harness (direct sums, finite differences of
+   first and second order), by the algorithm the environment leaves. */
+static void conv2d_harness_case(int i, const char *label)
 {
   opcase c = {0};
   c.nx = 2;
-  c.x[0] = conv_cases[_i].x;
-  c.x[1] = conv_cases[_i].w;
-  c.start = conv_cases[_i].stride;
-  c.len = conv_cases[_i].pad;
+  c.x[0] = conv_cases[i].x;
+  c.x[1] = conv_cases[i].w;
+  c.start = conv_cases[i].stride;
+  c.len = conv_cases[i].pad;
   c.lo = -1;
   c.hi = 1;
   c.build = build_conv2d;
   c.ref = ref_conv2d;
   char nm[64];
-  snprintf(nm, sizeof nm, "conv2d(stride %d, pad %d)", c.start, c.len);
+  snprintf(nm, sizeof nm, "%s(stride %d, pad %d)", label, c.start, c.len);
   name_case(&c, nm);
   check(&c);
 }
+
+START_TEST(test_conv2d) { conv2d_harness_case(_i, "conv2d"); }
 END_TEST
 
 /* At a size the harness cannot difference element by element: the values
@@ -1670,20 +1674,7 @@ END_TEST
 START_TEST(test_conv2d_fft)
 {
   setenv("SOLVER_CONV2D", "fft", 1);
-  opcase c = {0};
-  c.nx = 2;
-  c.x[0] = conv_cases[_i].x;
-  c.x[1] = conv_cases[_i].w;
-  c.start = conv_cases[_i].stride;
-  c.len = conv_cases[_i].pad;
-  c.lo = -1;
-  c.hi = 1;
-  c.build = build_conv2d;
-  c.ref = ref_conv2d;
-  char nm[64];
-  snprintf(nm, sizeof nm, "conv2d fft(stride %d, pad %d)", c.start, c.len);
-  name_case(&c, nm);
-  check(&c);
+  conv2d_harness_case(_i, "conv2d fft");
   unsetenv("SOLVER_CONV2D");
 }
 END_TEST

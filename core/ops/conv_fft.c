@@ -408,26 +408,35 @@ static void filters_inverse(const cfft *s, cf_work *k, double *dw, double scale)
   }
 }
 
-/* The x side of images [b0, b0 + nb): xp^, planar. */
-static void inputs_transform(const cfft *s, const double *x, size_t b0, size_t nb, cf_work *k)
+/* Images [b0, b0 + nb) of maps [B, rows, h, w], each placed at (r0, c0)
+   of its grid, transformed into a side [F][2][rows][ldb] (the x side: x at
+   (pad, pad); the g side: G at (0, 0)). */
+static void maps_to_side(const cfft *s, cf_work *k, const double *maps, size_t rows, size_t h,
+                         size_t w, size_t r0, size_t b0, size_t nb, double *side)
 {
-  const sv__conv_geom *g = &s->g;
-  for (size_t c = 0; c < g->C; c++) {
+  for (size_t r = 0; r < rows; r++) {
     for (size_t b = 0; b < nb; b++)
-      place(s, x + ((b0 + b) * g->C + c) * g->H * g->W, g->H, g->W, g->pad, g->pad,
-            k->grids + b * s->gs);
-    grids_to_side(s, k, nb, k->x + c * s->ldb, 2 * g->C * s->ldb, g->C * s->ldb);
+      place(s, maps + ((b0 + b) * rows + r) * h * w, h, w, r0, r0, k->grids + b * s->gs);
+    grids_to_side(s, k, nb, side + r * s->ldb, 2 * rows * s->ldb, rows * s->ldb);
   }
 }
 
-/* The g side of images [b0, b0 + nb): G^, planar, G at (0, 0). */
-static void adjoints_transform(const cfft *s, const double *G, size_t b0, size_t nb, cf_work *k)
+/* The reverse: a side's spectra inverted, the h x w window at (r0, r0) of
+   each grid, scaled, into images [b0, b0 + nb) of maps [B, rows, h, w]. */
+static void side_to_maps(const cfft *s, cf_work *k, const double *side, size_t rows, size_t h,
+                         size_t w, size_t r0, size_t b0, size_t nb, double *maps)
 {
-  const sv__conv_geom *g = &s->g;
-  for (size_t o = 0; o < g->O; o++) {
-    for (size_t b = 0; b < nb; b++)
-      place(s, G + ((b0 + b) * g->O + o) * g->Ho * g->Wo, g->Ho, g->Wo, 0, 0, k->grids + b * s->gs);
-    grids_to_side(s, k, nb, k->g + o * s->ldb, 2 * g->O * s->ldb, g->O * s->ldb);
+  size_t N2 = (size_t)s->n[1];
+  double scale = 1.0 / ((double)s->n[0] * (double)N2);
+  for (size_t r = 0; r < rows; r++) {
+    side_to_grids(s, k, nb, side + r * s->ldb, 2 * rows * s->ldb, rows * s->ldb);
+    for (size_t b = 0; b < nb; b++) {
+      const double *grid = k->grids + b * s->gs;
+      double *m = maps + ((b0 + b) * rows + r) * h * w;
+      for (size_t i = 0; i < h; i++)
+        for (size_t j = 0; j < w; j++)
+          m[i * w + j] = grid[(i + r0) * N2 + j + r0] * scale;
+    }
   }
 }
 
@@ -437,26 +446,16 @@ void sv__conv_fft_forward(const void *state, const double *x, const double *w, d
   const cfft *s = state;
   const sv__conv_geom *g = &s->g;
   cf_work k = split_work(s, work);
-  size_t N2 = (size_t)s->n[1], O = g->O, C = g->C, ldb = s->ldb, ldw = s->ldw;
-  double scale = 1.0 / ((double)s->n[0] * (double)s->n[1]);
+  size_t O = g->O, C = g->C, ldb = s->ldb, ldw = s->ldw;
   filters_transform(s, w, &k);
   for (size_t b0 = 0; b0 < g->B; b0 += s->bc) {
     size_t nb = g->B - b0 < s->bc ? g->B - b0 : s->bc;
-    inputs_transform(s, x, b0, nb, &k);
+    maps_to_side(s, &k, x, C, g->H, g->W, g->pad, b0, nb, k.x);
     for (size_t f = 0; f < s->F; f++) /* [yr; yi] = Wb [xr; xi] */
       cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(2 * O), (int)nb, (int)(2 * C), 1.0,
                   k.w + f * 2 * O * ldw, (int)ldw, k.x + f * 2 * C * ldb, (int)ldb, 0.0,
                   k.g + f * 2 * O * ldb, (int)ldb);
-    for (size_t o = 0; o < O; o++) {
-      side_to_grids(s, &k, nb, k.g + o * ldb, 2 * O * ldb, O * ldb);
-      for (size_t b = 0; b < nb; b++) {
-        const double *grid = k.grids + b * s->gs;
-        double *yo = y + ((b0 + b) * O + o) * g->Ho * g->Wo;
-        for (size_t i = 0; i < g->Ho; i++)
-          for (size_t j = 0; j < g->Wo; j++)
-            yo[i * g->Wo + j] = grid[i * N2 + j] * scale;
-      }
-    }
+    side_to_maps(s, &k, k.g, O, g->Ho, g->Wo, 0, b0, nb, y);
   }
 }
 
@@ -465,26 +464,16 @@ void sv__conv_fft_dx(const void *state, const double *G, const double *w, double
   const cfft *s = state;
   const sv__conv_geom *g = &s->g;
   cf_work k = split_work(s, work);
-  size_t N2 = (size_t)s->n[1], O = g->O, C = g->C, ldb = s->ldb, ldw = s->ldw;
-  double scale = 1.0 / ((double)s->n[0] * (double)s->n[1]);
+  size_t O = g->O, C = g->C, ldb = s->ldb, ldw = s->ldw;
   filters_transform(s, w, &k);
   for (size_t b0 = 0; b0 < g->B; b0 += s->bc) {
     size_t nb = g->B - b0 < s->bc ? g->B - b0 : s->bc;
-    adjoints_transform(s, G, b0, nb, &k);
+    maps_to_side(s, &k, G, O, g->Ho, g->Wo, 0, b0, nb, k.g);
     for (size_t f = 0; f < s->F; f++) /* [dxr; dxi] = Wb^T [gr; gi] */
       cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(2 * C), (int)nb, (int)(2 * O), 1.0,
                   k.w + f * 2 * O * ldw, (int)ldw, k.g + f * 2 * O * ldb, (int)ldb, 0.0,
                   k.x + f * 2 * C * ldb, (int)ldb);
-    for (size_t c = 0; c < C; c++) {
-      side_to_grids(s, &k, nb, k.x + c * ldb, 2 * C * ldb, C * ldb);
-      for (size_t b = 0; b < nb; b++) {
-        const double *grid = k.grids + b * s->gs;
-        double *xc = dx + ((b0 + b) * C + c) * g->H * g->W;
-        for (size_t i = 0; i < g->H; i++)
-          for (size_t j = 0; j < g->W; j++)
-            xc[i * g->W + j] = grid[(i + g->pad) * N2 + j + g->pad] * scale;
-      }
-    }
+    side_to_maps(s, &k, k.x, C, g->H, g->W, g->pad, b0, nb, dx);
   }
 }
 
@@ -497,8 +486,8 @@ void sv__conv_fft_dw(const void *state, const double *G, const double *x, double
   double scale = 1.0 / ((double)s->n[0] * (double)s->n[1]);
   for (size_t b0 = 0; b0 < g->B; b0 += s->bc) {
     size_t nb = g->B - b0 < s->bc ? g->B - b0 : s->bc;
-    inputs_transform(s, x, b0, nb, &k);
-    adjoints_transform(s, G, b0, nb, &k);
+    maps_to_side(s, &k, x, C, g->H, g->W, g->pad, b0, nb, k.x);
+    maps_to_side(s, &k, G, O, g->Ho, g->Wo, 0, b0, nb, k.g);
     for (size_t f = 0; f < s->F; f++) /* [P11 P12; P21 P22] (+)= [gr; gi] [xr; xi]^T */
       cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(2 * O), (int)(2 * C), (int)nb, 1.0,
                   k.g + f * 2 * O * ldb, (int)ldb, k.x + f * 2 * C * ldb, (int)ldb, b0 ? 1.0 : 0.0,
