@@ -102,7 +102,9 @@ static int lie_setup(sv_run *r, void **state)
                  "N divisible by 4 makes so2 exactly equivariant to 90-degree rotations)",
                  &a->samples) < 0 ||
       sv_opt_int(r, "-blocks", 0, "residual blocks of two group convolutions (5x5, padding 2) "
-                 "on the maps after the lift and pool (20x20, or 18x18 with -same 0)", &a->blocks) < 0 ||
+                 "on the maps after the lift and pool (20x20, or 18x18 with -same 0); 1 block: digits "
+                 "96.15 / 90.55% centred / affine against 95.20 / 87.30 without, for about 3x the "
+                 "time (README)", &a->blocks) < 0 ||
       sv_opt_bool(r, "-mid", 0, "a group convolution and a second 2x2 max-pool before the last "
                   "one (final maps 10x10 or 8x8 instead of 20x20, or 5x5 or 3x3 instead of 14x14 "
                   "with -same 0: coarser, less robust to translation)", &a->mid) < 0 ||
