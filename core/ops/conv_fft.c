@@ -66,17 +66,23 @@
 
 static size_t round_up(size_t n) { return (n + CF_ALIGN - 1) / CF_ALIGN * CF_ALIGN; }
 
+/* Sizes derived from the geometry (sizes_of). */
+typedef struct {
+  int n[2];   /* the grid, N1 x N2 */
+  size_t nh;  /* N2 / 2 + 1 */
+  size_t F;   /* N1 nh frequencies */
+  size_t gs;  /* doubles per grid, >= N1 N2 */
+  size_t ts;  /* doubles per spectrum in the spectra buffer, >= 2 F */
+  size_t bc;  /* images per chunk */
+  size_t ldb; /* leading dimension of the x and g sides */
+  size_t ldw; /* leading dimension of the w side */
+  size_t dft; /* doubles of the filters' transforms' scratch */
+} cf_sizes;
+
 typedef struct {
   sv__conv_geom g;
-  int n[2];      /* N1, N2 */
-  size_t nh;     /* N2 / 2 + 1 */
-  size_t F;      /* N1 nh */
-  size_t gs;     /* doubles per grid, >= N1 N2 */
-  size_t bc;     /* images per chunk */
-  size_t ldb;    /* leading dimension of the x and g sides */
-  size_t ldw;    /* leading dimension of the w side */
-  size_t rest;   /* images in the last chunk when fewer than bc, else 0 */
-  size_t ts;     /* doubles per spectrum in the spectra buffer, >= 2 F */
+  cf_sizes z;
+  size_t rest; /* images in the last chunk when fewer than bc, else 0 */
   /* transforms of count grids to count contiguous spectra and back, for
      the counts used: bc and rest */
   struct {
@@ -90,12 +96,6 @@ typedef struct {
   double *ca, *sa;     /* [kh][N1]: cos, sin of 2 pi k1 p / N1 */
   double *cols2;       /* [kw][2 nh]: the inverse's k2 step, columns (k2, part) */
 } cfft;
-
-typedef struct {
-  int n[2];
-  size_t nh, F, gs, ts, bc, ldb, ldw;
-  size_t dft; /* doubles of the filters' transforms' scratch */
-} cf_sizes;
 
 static cf_sizes sizes_of(const sv__conv_geom *g)
 {
@@ -139,13 +139,24 @@ int sv__conv_fft_chosen(const sv__conv_geom *g)
   return direct > CF_MARGIN * fft;
 }
 
-/* Work layout: slack to align, the w side, the x side, the g side, bc
-   grids, bc spectra, the filters' transforms' scratch. */
+/* The work layout, in doubles from an aligned start: the w side, the x
+   side, the g side, bc grids, bc spectra, the filters' transforms' scratch;
+   off[6] is the end. */
+static void work_layout(const sv__conv_geom *g, const cf_sizes *z, size_t off[7])
+{
+  size_t len[6] = {z->F * 2 * g->O * z->ldw, z->F * 2 * g->C * z->ldb, z->F * 2 * g->O * z->ldb,
+                   z->bc * z->gs, z->bc * z->ts, z->dft};
+  off[0] = 0;
+  for (int i = 0; i < 6; i++)
+    off[i + 1] = off[i] + len[i];
+}
+
 size_t sv__conv_fft_work(const sv__conv_geom *g)
 {
   cf_sizes z = sizes_of(g);
-  return CF_ALIGN + z.F * (2 * g->O * z.ldw + 2 * g->C * z.ldb + 2 * g->O * z.ldb) +
-         z.bc * (z.gs + z.ts) + z.dft;
+  size_t off[7];
+  work_layout(g, &z, off);
+  return CF_ALIGN + off[6]; /* and the slack to align the start */
 }
 
 void sv__conv_fft_release(void *state)
@@ -174,15 +185,11 @@ typedef struct {
 
 static cf_work split_work(const cfft *s, double *work)
 {
-  const sv__conv_geom *g = &s->g;
   uintptr_t a = (uintptr_t)work, m = CF_ALIGN * sizeof(double);
-  cf_work k;
-  k.w = (double *)((a + m - 1) / m * m);
-  k.x = k.w + s->F * 2 * g->O * s->ldw;
-  k.g = k.x + s->F * 2 * g->C * s->ldb;
-  k.grids = k.g + s->F * 2 * g->O * s->ldb;
-  k.spectra = k.grids + s->bc * s->gs;
-  k.dft = k.spectra + s->bc * s->ts;
+  double *base = (double *)((a + m - 1) / m * m);
+  size_t off[7];
+  work_layout(&s->g, &s->z, off);
+  cf_work k = {base + off[0], base + off[1], base + off[2], base + off[3], base + off[4], base + off[5]};
   return k;
 }
 
@@ -194,16 +201,16 @@ static cf_work split_work(const cfft *s, double *work)
    writing the strided layout directly). */
 static fftw_plan plan_r2c(const cfft *s, int count, double *grids, double *spectra)
 {
-  fftw_iodim d[2] = {{s->n[0], s->n[1], (int)s->nh}, {s->n[1], 1, 1}};
-  fftw_iodim h = {count, (int)s->gs, (int)s->ts};
-  return fftw_plan_guru_split_dft_r2c(2, d, 1, &h, grids, spectra, spectra + s->F, FFTW_ESTIMATE);
+  fftw_iodim d[2] = {{s->z.n[0], s->z.n[1], (int)s->z.nh}, {s->z.n[1], 1, 1}};
+  fftw_iodim h = {count, (int)s->z.gs, (int)s->z.ts};
+  return fftw_plan_guru_split_dft_r2c(2, d, 1, &h, grids, spectra, spectra + s->z.F, FFTW_ESTIMATE);
 }
 
 static fftw_plan plan_c2r(const cfft *s, int count, double *spectra, double *grids)
 {
-  fftw_iodim d[2] = {{s->n[0], (int)s->nh, s->n[1]}, {s->n[1], 1, 1}};
-  fftw_iodim h = {count, (int)s->ts, (int)s->gs};
-  return fftw_plan_guru_split_dft_c2r(2, d, 1, &h, spectra, spectra + s->F, grids, FFTW_ESTIMATE);
+  fftw_iodim d[2] = {{s->z.n[0], (int)s->z.nh, s->z.n[1]}, {s->z.n[1], 1, 1}};
+  fftw_iodim h = {count, (int)s->z.ts, (int)s->z.gs};
+  return fftw_plan_guru_split_dft_c2r(2, d, 1, &h, spectra, spectra + s->z.F, grids, FFTW_ESTIMATE);
 }
 
 /* cos and sin of 2 pi m / n, the product reduced mod n first (exact). */
@@ -216,7 +223,7 @@ static double sin_of(size_t m, size_t n) { return sin(2 * M_PI * (double)(m % n)
 static int dft_matrices(cfft *s)
 {
   const sv__conv_geom *g = &s->g;
-  size_t N1 = (size_t)s->n[0], N2 = (size_t)s->n[1], nh = s->nh, kh = g->kh, kw = g->kw;
+  size_t N1 = (size_t)s->z.n[0], N2 = (size_t)s->z.n[1], nh = s->z.nh, kh = g->kh, kw = g->kw;
   s->ecos = malloc(kw * nh * sizeof *s->ecos);
   s->esin = malloc(kw * nh * sizeof *s->esin);
   s->rows2 = malloc(4 * N1 * kh * sizeof *s->rows2);
@@ -253,11 +260,8 @@ int sv__conv_fft_prepare(const sv__conv_geom *g, void **state)
     return sv_fail("conv2d: out of memory");
   *state = s;
   s->g = *g;
-  cf_sizes z = sizes_of(g);
-  s->n[0] = z.n[0], s->n[1] = z.n[1];
-  s->nh = z.nh;
-  s->F = z.F, s->gs = z.gs, s->ts = z.ts, s->bc = z.bc, s->ldb = z.ldb, s->ldw = z.ldw;
-  s->rest = g->B % z.bc;
+  s->z = sizes_of(g);
+  s->rest = g->B % s->z.bc;
   /* FFTW_ESTIMATE neither reads nor writes the arrays it plans on: a
      scratch of the kernels' layout, never touched (so never paged in),
      stands for theirs */
@@ -265,7 +269,7 @@ int sv__conv_fft_prepare(const sv__conv_geom *g, void **state)
   if (!scratch)
     return sv_fail("conv2d: out of memory");
   cf_work k = split_work(s, scratch);
-  int counts[2] = {(int)s->bc, (int)s->rest};
+  int counts[2] = {(int)s->z.bc, (int)s->rest};
   int ok = 1;
   for (int i = 0; i < 2; i++) {
     int dup = counts[i] == 0;
@@ -281,17 +285,17 @@ int sv__conv_fft_prepare(const sv__conv_geom *g, void **state)
   }
   free(scratch);
   if (!ok)
-    return sv_fail("conv2d: FFTW made no plan for %dx%d transforms", s->n[0], s->n[1]);
+    return sv_fail("conv2d: FFTW made no plan for %dx%d transforms", s->z.n[0], s->z.n[1]);
   return dft_matrices(s);
 }
 
-/* grid = the rows x cols map m placed at (r0, c0), zero elsewhere. */
-static void place(const cfft *s, const double *m, size_t rows, size_t cols, size_t r0, size_t c0,
+/* grid = the rows x cols map m placed at (r0, r0), zero elsewhere. */
+static void place(const cfft *s, const double *m, size_t rows, size_t cols, size_t r0,
                   double *grid)
 {
-  memset(grid, 0, (size_t)s->n[0] * (size_t)s->n[1] * sizeof *grid);
+  memset(grid, 0, (size_t)s->z.n[0] * (size_t)s->z.n[1] * sizeof *grid);
   for (size_t i = 0; i < rows; i++)
-    memcpy(grid + (r0 + i) * (size_t)s->n[1] + c0, m + i * cols, cols * sizeof *m);
+    memcpy(grid + (r0 + i) * (size_t)s->z.n[1] + r0, m + i * cols, cols * sizeof *m);
 }
 
 static int plan_index(const cfft *s, size_t count)
@@ -307,13 +311,13 @@ static int plan_index(const cfft *s, size_t count)
 static void grids_to_side(const cfft *s, cf_work *k, size_t count, double *base, size_t S, size_t im)
 {
   fftw_execute_split_dft_r2c(s->pl[plan_index(s, count)].r2c, k->grids, k->spectra,
-                             k->spectra + s->F);
-  for (size_t f = 0; f < s->F; f++) {
+                             k->spectra + s->z.F);
+  for (size_t f = 0; f < s->z.F; f++) {
     double *re = base + f * S, *imp = re + im;
     const double *sp = k->spectra + f;
     for (size_t t = 0; t < count; t++) {
-      re[t] = sp[t * s->ts];
-      imp[t] = sp[t * s->ts + s->F];
+      re[t] = sp[t * s->z.ts];
+      imp[t] = sp[t * s->z.ts + s->z.F];
     }
   }
 }
@@ -322,15 +326,15 @@ static void grids_to_side(const cfft *s, cf_work *k, size_t count, double *base,
 static void side_to_grids(const cfft *s, cf_work *k, size_t count, const double *base, size_t S,
                           size_t im)
 {
-  for (size_t f = 0; f < s->F; f++) {
+  for (size_t f = 0; f < s->z.F; f++) {
     const double *re = base + f * S, *imp = re + im;
     double *sp = k->spectra + f;
     for (size_t t = 0; t < count; t++) {
-      sp[t * s->ts] = re[t];
-      sp[t * s->ts + s->F] = imp[t];
+      sp[t * s->z.ts] = re[t];
+      sp[t * s->z.ts + s->z.F] = imp[t];
     }
   }
-  fftw_execute_split_dft_c2r(s->pl[plan_index(s, count)].c2r, k->spectra, k->spectra + s->F,
+  fftw_execute_split_dft_c2r(s->pl[plan_index(s, count)].c2r, k->spectra, k->spectra + s->z.F,
                              k->grids);
 }
 
@@ -342,8 +346,8 @@ static void side_to_grids(const cfft *s, cf_work *k, size_t count, const double 
 static void filters_transform(const cfft *s, const double *w, cf_work *k)
 {
   const sv__conv_geom *g = &s->g;
-  size_t N1 = (size_t)s->n[0], nh = s->nh, O = g->O, C = g->C, kh = g->kh, kw = g->kw;
-  size_t OC = O * C, ldw = s->ldw;
+  size_t N1 = (size_t)s->z.n[0], nh = s->z.nh, O = g->O, C = g->C, kh = g->kh, kw = g->kw;
+  size_t OC = O * C, ldw = s->z.ldw;
   double *t = k->dft, *out = t + 2 * kh * OC * nh; /* t [(p, part)][oc nh], out [(part, k1)][c nh] */
   for (size_t p = 0; p < kh; p++) {
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)OC, (int)nh, (int)kw, 1.0, w + p * kw,
@@ -363,7 +367,7 @@ static void filters_transform(const cfft *s, const double *w, cf_work *k)
             dst[k2 * 2 * O * ldw + c] = src[c * nh + k2];
       }
   }
-  for (size_t f = 0; f < s->F; f++) /* the right half of each block from the left */
+  for (size_t f = 0; f < s->z.F; f++) /* the right half of each block from the left */
     for (size_t o = 0; o < O; o++) {
       double *top = k->w + (f * 2 * O + o) * ldw, *bot = top + O * ldw;
       for (size_t c = 0; c < C; c++) {
@@ -383,8 +387,8 @@ static void filters_transform(const cfft *s, const double *w, cf_work *k)
 static void filters_inverse(const cfft *s, cf_work *k, double *dw, double scale)
 {
   const sv__conv_geom *g = &s->g;
-  size_t N1 = (size_t)s->n[0], nh = s->nh, O = g->O, C = g->C, kh = g->kh, kw = g->kw;
-  size_t ldw = s->ldw, n = O * ldw, lda = nh * 2 * O * ldw;
+  size_t N1 = (size_t)s->z.n[0], nh = s->z.nh, O = g->O, C = g->C, kh = g->kh, kw = g->kw;
+  size_t ldw = s->z.ldw, n = O * ldw, lda = nh * 2 * O * ldw;
   double *u = k->dft, *d = u + 2 * nh * kh * n; /* u [(k2, part)][p][n], d [q][n] */
   for (size_t k2 = 0; k2 < nh; k2++) {
     const double *zr = k->w + k2 * 2 * O * ldw, *zi = zr + O * ldw;
@@ -416,8 +420,8 @@ static void maps_to_side(const cfft *s, cf_work *k, const double *maps, size_t r
 {
   for (size_t r = 0; r < rows; r++) {
     for (size_t b = 0; b < nb; b++)
-      place(s, maps + ((b0 + b) * rows + r) * h * w, h, w, r0, r0, k->grids + b * s->gs);
-    grids_to_side(s, k, nb, side + r * s->ldb, 2 * rows * s->ldb, rows * s->ldb);
+      place(s, maps + ((b0 + b) * rows + r) * h * w, h, w, r0, k->grids + b * s->z.gs);
+    grids_to_side(s, k, nb, side + r * s->z.ldb, 2 * rows * s->z.ldb, rows * s->z.ldb);
   }
 }
 
@@ -426,12 +430,12 @@ static void maps_to_side(const cfft *s, cf_work *k, const double *maps, size_t r
 static void side_to_maps(const cfft *s, cf_work *k, const double *side, size_t rows, size_t h,
                          size_t w, size_t r0, size_t b0, size_t nb, double *maps)
 {
-  size_t N2 = (size_t)s->n[1];
-  double scale = 1.0 / ((double)s->n[0] * (double)N2);
+  size_t N2 = (size_t)s->z.n[1];
+  double scale = 1.0 / ((double)s->z.n[0] * (double)N2);
   for (size_t r = 0; r < rows; r++) {
-    side_to_grids(s, k, nb, side + r * s->ldb, 2 * rows * s->ldb, rows * s->ldb);
+    side_to_grids(s, k, nb, side + r * s->z.ldb, 2 * rows * s->z.ldb, rows * s->z.ldb);
     for (size_t b = 0; b < nb; b++) {
-      const double *grid = k->grids + b * s->gs;
+      const double *grid = k->grids + b * s->z.gs;
       double *m = maps + ((b0 + b) * rows + r) * h * w;
       for (size_t i = 0; i < h; i++)
         for (size_t j = 0; j < w; j++)
@@ -446,12 +450,12 @@ void sv__conv_fft_forward(const void *state, const double *x, const double *w, d
   const cfft *s = state;
   const sv__conv_geom *g = &s->g;
   cf_work k = split_work(s, work);
-  size_t O = g->O, C = g->C, ldb = s->ldb, ldw = s->ldw;
+  size_t O = g->O, C = g->C, ldb = s->z.ldb, ldw = s->z.ldw;
   filters_transform(s, w, &k);
-  for (size_t b0 = 0; b0 < g->B; b0 += s->bc) {
-    size_t nb = g->B - b0 < s->bc ? g->B - b0 : s->bc;
+  for (size_t b0 = 0; b0 < g->B; b0 += s->z.bc) {
+    size_t nb = g->B - b0 < s->z.bc ? g->B - b0 : s->z.bc;
     maps_to_side(s, &k, x, C, g->H, g->W, g->pad, b0, nb, k.x);
-    for (size_t f = 0; f < s->F; f++) /* [yr; yi] = Wb [xr; xi] */
+    for (size_t f = 0; f < s->z.F; f++) /* [yr; yi] = Wb [xr; xi] */
       cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(2 * O), (int)nb, (int)(2 * C), 1.0,
                   k.w + f * 2 * O * ldw, (int)ldw, k.x + f * 2 * C * ldb, (int)ldb, 0.0,
                   k.g + f * 2 * O * ldb, (int)ldb);
@@ -464,12 +468,12 @@ void sv__conv_fft_dx(const void *state, const double *G, const double *w, double
   const cfft *s = state;
   const sv__conv_geom *g = &s->g;
   cf_work k = split_work(s, work);
-  size_t O = g->O, C = g->C, ldb = s->ldb, ldw = s->ldw;
+  size_t O = g->O, C = g->C, ldb = s->z.ldb, ldw = s->z.ldw;
   filters_transform(s, w, &k);
-  for (size_t b0 = 0; b0 < g->B; b0 += s->bc) {
-    size_t nb = g->B - b0 < s->bc ? g->B - b0 : s->bc;
+  for (size_t b0 = 0; b0 < g->B; b0 += s->z.bc) {
+    size_t nb = g->B - b0 < s->z.bc ? g->B - b0 : s->z.bc;
     maps_to_side(s, &k, G, O, g->Ho, g->Wo, 0, b0, nb, k.g);
-    for (size_t f = 0; f < s->F; f++) /* [dxr; dxi] = Wb^T [gr; gi] */
+    for (size_t f = 0; f < s->z.F; f++) /* [dxr; dxi] = Wb^T [gr; gi] */
       cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(2 * C), (int)nb, (int)(2 * O), 1.0,
                   k.w + f * 2 * O * ldw, (int)ldw, k.g + f * 2 * O * ldb, (int)ldb, 0.0,
                   k.x + f * 2 * C * ldb, (int)ldb);
@@ -482,18 +486,18 @@ void sv__conv_fft_dw(const void *state, const double *G, const double *x, double
   const cfft *s = state;
   const sv__conv_geom *g = &s->g;
   cf_work k = split_work(s, work);
-  size_t O = g->O, C = g->C, ldb = s->ldb, ldw = s->ldw;
-  double scale = 1.0 / ((double)s->n[0] * (double)s->n[1]);
-  for (size_t b0 = 0; b0 < g->B; b0 += s->bc) {
-    size_t nb = g->B - b0 < s->bc ? g->B - b0 : s->bc;
+  size_t O = g->O, C = g->C, ldb = s->z.ldb, ldw = s->z.ldw;
+  double scale = 1.0 / ((double)s->z.n[0] * (double)s->z.n[1]);
+  for (size_t b0 = 0; b0 < g->B; b0 += s->z.bc) {
+    size_t nb = g->B - b0 < s->z.bc ? g->B - b0 : s->z.bc;
     maps_to_side(s, &k, x, C, g->H, g->W, g->pad, b0, nb, k.x);
     maps_to_side(s, &k, G, O, g->Ho, g->Wo, 0, b0, nb, k.g);
-    for (size_t f = 0; f < s->F; f++) /* [P11 P12; P21 P22] (+)= [gr; gi] [xr; xi]^T */
+    for (size_t f = 0; f < s->z.F; f++) /* [P11 P12; P21 P22] (+)= [gr; gi] [xr; xi]^T */
       cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(2 * O), (int)(2 * C), (int)nb, 1.0,
                   k.g + f * 2 * O * ldb, (int)ldb, k.x + f * 2 * C * ldb, (int)ldb, b0 ? 1.0 : 0.0,
                   k.w + f * 2 * O * ldw, (int)ldw);
   }
-  for (size_t f = 0; f < s->F; f++) /* Z = (P11 + P22) + i (P21 - P12), into P11 and P21 */
+  for (size_t f = 0; f < s->z.F; f++) /* Z = (P11 + P22) + i (P21 - P12), into P11 and P21 */
     for (size_t o = 0; o < O; o++) {
       double *top = k.w + (f * 2 * O + o) * ldw, *bot = top + O * ldw;
       for (size_t c = 0; c < C; c++) {
