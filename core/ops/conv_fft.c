@@ -444,41 +444,40 @@ static void side_to_maps(const cfft *s, cf_work *k, const double *side, size_t r
   }
 }
 
-void sv__conv_fft_forward(const void *state, const double *x, const double *w, double *y,
-                          double *work)
+/* The filters applied per frequency to the images' spectra: y = conv2d(x, w)
+   ([yr; yi] = Wb [xr; xi]), or with `adjoint` dx = conv2d_dx(G, w)
+   ([dxr; dxi] = Wb^T [gr; gi]). */
+static void apply_filters(const cfft *s, const double *in, const double *w, double *out,
+                          double *work, int adjoint)
 {
-  const cfft *s = state;
   const sv__conv_geom *g = &s->g;
   cf_work k = split_work(s, work);
-  size_t O = g->O, C = g->C, ldb = s->z.ldb, ldw = s->z.ldw;
+  /* the x side: C maps of H x W at (pad, pad); the g side: O of Ho x Wo at (0, 0) */
+  size_t xs[4] = {g->C, g->H, g->W, g->pad}, gs[4] = {g->O, g->Ho, g->Wo, 0};
+  const size_t *a = adjoint ? gs : xs, *r = adjoint ? xs : gs;
+  double *side_in = adjoint ? k.g : k.x, *side_out = adjoint ? k.x : k.g;
+  size_t ldb = s->z.ldb;
   filters_transform(s, w, &k);
   for (size_t b0 = 0; b0 < g->B; b0 += s->z.bc) {
     size_t nb = g->B - b0 < s->z.bc ? g->B - b0 : s->z.bc;
-    maps_to_side(s, &k, x, C, g->H, g->W, g->pad, b0, nb, k.x);
-    for (size_t f = 0; f < s->z.F; f++) /* [yr; yi] = Wb [xr; xi] */
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(2 * O), (int)nb, (int)(2 * C), 1.0,
-                  k.w + f * 2 * O * ldw, (int)ldw, k.x + f * 2 * C * ldb, (int)ldb, 0.0,
-                  k.g + f * 2 * O * ldb, (int)ldb);
-    side_to_maps(s, &k, k.g, O, g->Ho, g->Wo, 0, b0, nb, y);
+    maps_to_side(s, &k, in, a[0], a[1], a[2], a[3], b0, nb, side_in);
+    for (size_t f = 0; f < s->z.F; f++)
+      cblas_dgemm(CblasRowMajor, adjoint ? CblasTrans : CblasNoTrans, CblasNoTrans, (int)(2 * r[0]),
+                  (int)nb, (int)(2 * a[0]), 1.0, k.w + f * 2 * g->O * s->z.ldw, (int)s->z.ldw,
+                  side_in + f * 2 * a[0] * ldb, (int)ldb, 0.0, side_out + f * 2 * r[0] * ldb, (int)ldb);
+    side_to_maps(s, &k, side_out, r[0], r[1], r[2], r[3], b0, nb, out);
   }
+}
+
+void sv__conv_fft_forward(const void *state, const double *x, const double *w, double *y,
+                          double *work)
+{
+  apply_filters(state, x, w, y, work, 0);
 }
 
 void sv__conv_fft_dx(const void *state, const double *G, const double *w, double *dx, double *work)
 {
-  const cfft *s = state;
-  const sv__conv_geom *g = &s->g;
-  cf_work k = split_work(s, work);
-  size_t O = g->O, C = g->C, ldb = s->z.ldb, ldw = s->z.ldw;
-  filters_transform(s, w, &k);
-  for (size_t b0 = 0; b0 < g->B; b0 += s->z.bc) {
-    size_t nb = g->B - b0 < s->z.bc ? g->B - b0 : s->z.bc;
-    maps_to_side(s, &k, G, O, g->Ho, g->Wo, 0, b0, nb, k.g);
-    for (size_t f = 0; f < s->z.F; f++) /* [dxr; dxi] = Wb^T [gr; gi] */
-      cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(2 * C), (int)nb, (int)(2 * O), 1.0,
-                  k.w + f * 2 * O * ldw, (int)ldw, k.g + f * 2 * O * ldb, (int)ldb, 0.0,
-                  k.x + f * 2 * C * ldb, (int)ldb);
-    side_to_maps(s, &k, k.x, C, g->H, g->W, g->pad, b0, nb, dx);
-  }
+  apply_filters(state, G, w, dx, work, 1);
 }
 
 void sv__conv_fft_dw(const void *state, const double *G, const double *x, double *dw, double *work)
