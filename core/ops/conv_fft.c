@@ -358,23 +358,22 @@ static void filters_transform(const cfft *s, const double *w, cf_work *k)
   for (size_t o = 0; o < O; o++) {
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(2 * N1), (int)(C * nh), (int)(2 * kh),
                 1.0, s->rows2, (int)(2 * kh), t + o * C * nh, (int)(OC * nh), 0.0, out, (int)(C * nh));
-    for (size_t part = 0; part < 2; part++)
-      for (size_t k1 = 0; k1 < N1; k1++) {
-        const double *src = out + (part * N1 + k1) * C * nh;
-        double *dst = k->w + (k1 * nh * 2 * O + part * O + o) * ldw;
-        for (size_t k2 = 0; k2 < nh; k2++)
-          for (size_t c = 0; c < C; c++)
-            dst[k2 * 2 * O * ldw + c] = src[c * nh + k2];
-      }
-  }
-  for (size_t f = 0; f < s->z.F; f++) /* the right half of each block from the left */
-    for (size_t o = 0; o < O; o++) {
-      double *top = k->w + (f * 2 * O + o) * ldw, *bot = top + O * ldw;
-      for (size_t c = 0; c < C; c++) {
-        top[C + c] = -bot[c];
-        bot[C + c] = top[c];
-      }
+    /* wr into the top left and bottom right blocks, wi into the bottom
+       left and, negated, the top right: both halves in one pass over the
+       side (a second pass re-read it, and the side is far out of cache) */
+    for (size_t k1 = 0; k1 < N1; k1++) {
+      const double *re = out + k1 * C * nh, *im = out + (N1 + k1) * C * nh;
+      double *top = k->w + (k1 * nh * 2 * O + o) * ldw, *bot = top + O * ldw;
+      for (size_t k2 = 0; k2 < nh; k2++, top += 2 * O * ldw, bot += 2 * O * ldw)
+        for (size_t c = 0; c < C; c++) {
+          double wr = re[c * nh + k2], wi = im[c * nh + k2];
+          top[c] = wr;
+          bot[C + c] = wr;
+          bot[c] = wi;
+          top[C + c] = -wi;
+        }
     }
+  }
 }
 
 /* dw from Z (real parts at the w side's P11 places, imaginary at P21's):
