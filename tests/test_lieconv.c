@@ -193,6 +193,32 @@ START_TEST(test_samples_draw)
     }
     lie_samples_free(s);
   }
+  /* one orbit of all 8 (-spd_orbit 8): sample i + 1 is sample i turned by
+     45 degrees, R P_i R^T (45 degrees, where R^T P R differs), and every P
+     is still log-normal with variance 0.1 */
+  for (int grp = LIE_SL2; grp <= LIE_GL2; grp++) {
+    int n = 8, nsets = 4000;
+    lie_samples *s = lie_samples_new((lie_group)grp, nsets, n, 0.1);
+    s->orbit = n;
+    lie_samples_draw(s, rng);
+    double var = 0, worst = 0;
+    mat2 R = m2_rot(2 * LIE_PI / n);
+    for (int k = 0; k < nsets; k++)
+      for (int i = 0; i < n; i++) {
+        int at = k * n + i;
+        sym2 L = sym2_log(s->P[at]);
+        var += 2 * L.q * L.q * 4; /* the off-diagonal coordinate, in both groups' bases */
+        if (i + 1 < n) {
+          mat2 T = m2_mul(m2_mul(R, m2_of_sym(s->P[at])), m2_inv(R));
+          sym2 Q = s->P[at + 1];
+          worst = fmax(worst, fmax(fabs(T.a - Q.p), fmax(fabs(T.b - Q.q), fabs(T.d - Q.r))));
+        }
+      }
+    ck_assert_msg(worst < 1e-14, "group %d orbits: sample i + 1 is not R P_i R^T (%g)", grp, worst);
+    var /= nsets * n;
+    ck_assert_msg(fabs(var - 0.1) < 0.005, "group %d orbits: variance %g, expected 0.1", grp, var);
+    lie_samples_free(s);
+  }
   gsl_rng_free(rng);
 }
 END_TEST
@@ -453,6 +479,14 @@ static double rel_change(const double *z1, const double *z0, int k)
   return sqrt(num / den);
 }
 
+static void rot180(const double *x, int n, double *y)
+{
+  double *t = malloc((size_t)n * n * sizeof *t);
+  lie_rot90(x, n, t);
+  lie_rot90(t, n, y);
+  free(t);
+}
+
 /* relative Frobenius change of the logits of n images under a pixel map */
 static double logit_change(lie_model *m, int n, const double *x, void (*map)(const double *, int, double *))
 {
@@ -513,6 +547,30 @@ START_TEST(test_invariance_so2)
   double rot = logit_change(m, 6, x, lie_rot90);
   ck_assert_msg(rot > 1e-6, "sl2: rotation change %g, expected far above round-off", rot);
   lie_model_free(m);
+  /* P parts in rotation orbits (-spd_orbit): an sl2 or gl2 sample set
+     closed under 90-degree rotations makes the network exactly invariant
+     to them; orbits of 2 (closed under 180 degrees only) do not */
+  for (int grp = LIE_SL2; grp <= LIE_GL2; grp++) {
+    lie_arch a = small_arch((lie_group)grp, 3, 8);
+    a.spd_var = 0.8;
+    a.spd_orbit = 4;
+    a.mask = grp == LIE_GL2 ? LIE_MASK_SMOOTH : LIE_MASK_HARD;
+    m = small_model(a, 2, 40 + grp);
+    rot = logit_change(m, 6, x, lie_rot90);
+    double ref = logit_change(m, 6, x, lie_reflect);
+    ck_assert_msg(rot <= 1e-10, "group %d, orbits of 4: a 90-degree rotation changes the logits "
+                  "by %g", grp, rot);
+    ck_assert_msg(ref > 1e6 * rot, "group %d, orbits of 4: a reflection changes them by only %g",
+                  grp, ref);
+    lie_model_free(m);
+    a.spd_orbit = 2;
+    m = small_model(a, 2, 50 + grp);
+    rot = logit_change(m, 6, x, lie_rot90);
+    double half = logit_change(m, 6, x, rot180);
+    ck_assert_msg(half <= 1e-10 && rot > 1e-6, "group %d, orbits of 2: 180 degrees change the "
+                  "logits by %g (want round-off), 90 degrees by %g (want far more)", grp, half, rot);
+    lie_model_free(m);
+  }
   /* and N not divisible by 4 misses 90 degrees */
   m = small_model(small_arch(LIE_SO2, 3, 6), 2, 31);
   rot = logit_change(m, 6, x, lie_rot90);

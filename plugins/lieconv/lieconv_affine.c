@@ -136,7 +136,12 @@ static int lie_setup(sv_run *r, void **state)
                   "N(0, spd_var) coordinates in an orthonormal basis, P = exp(X/2); 0.8 is "
                   "X/2 = [[a, b], [b, -a]] with a, b ~ N(0, 0.1) (the reference's --spd_bounds 0.1 "
                   "is 0.1 here: stretches of median 1.14 against 1.45, and 13 points less "
-                  "affine validation accuracy on digits)", &a->spd_var) < 0)
+                  "affine validation accuracy on digits)", &a->spd_var) < 0 ||
+      sv_opt_int(r, "-spd_orbit", 1, "K > 1: the positive-definite parts in rotation orbits of K "
+                 "(P_i = R P_b R^T for the samples 360/K degrees apart), so that rotations by "
+                 "360/K degrees map the sample set onto itself and the network is exactly "
+                 "equivariant to them; each P still log-normal. 1: independent draws (our "
+                 "choice, not the paper's)", &a->spd_orbit) < 0)
     return -1;
   if (opt_choice(r, "-mask", "auto", "kernel mask on the transformed 5x5 grid: hard (the disc "
                  "|g^-1 d| <= 1), smooth (sigmoid(2 (1 - |g^-1 d|))); auto: smooth for gl2, hard "
@@ -235,6 +240,12 @@ static int lie_setup(sv_run *r, void **state)
   a->rot_range = rot_deg >= 180 ? LIE_PI : rot_deg * LIE_PI / 180;
   if (!(a->spd_var >= 0) || !isfinite(a->spd_var))
     return sv_fail("option -spd_var = %g: must be >= 0", a->spd_var);
+  if (a->spd_orbit < 1 || a->samples % a->spd_orbit)
+    return sv_fail("option -spd_orbit = %d: must be >= 1 and divide -samples = %d", a->spd_orbit,
+                   a->samples);
+  if (a->spd_orbit > 1 && rot_deg < 180)
+    return sv_fail("option -spd_orbit = %d needs the full circle of rotations (-rot_range 180, "
+                   "not %g): a partial range is not closed under rotation", a->spd_orbit, rot_deg);
   if (!(o.lr > 0) || !isfinite(o.lr))
     return sv_fail("option -lr = %g: must be > 0", o.lr);
   if (!(o.kernel_lr > 0) || !isfinite(o.kernel_lr))

@@ -185,6 +185,7 @@ lie_model *lie_model_new(const lie_arch *a, int train_batch, int global_batch, i
     if (!m->samples)
       goto fail;
     m->samples->rot_range = a->rot_range > 0 ? a->rot_range : LIE_PI;
+    m->samples->orbit = a->spd_orbit > 1 ? a->spd_orbit : 1;
     for (int i = 0; i < LIE_NSETS * a->samples; i++)
       m->samples->theta[i] = lie_grid_angle(m->samples, i % a->samples);
   }

@@ -46,6 +46,7 @@ typedef struct {
   int lift_only; /* with same: only the lift padded, the last convolution not (final 16x16) */
   int kernel_width, kernel_layers;
   double omega, spd_var, rot_range; /* rot_range in radians */
+  int spd_orbit; /* P parts in rotation orbits of this size (samples.h); 0 or 1: independent */
   lie_mask mask;
   lie_angle_input angle;
   lie_pool pool;

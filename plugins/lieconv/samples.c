@@ -31,6 +31,7 @@ lie_samples *lie_samples_new(lie_group group, int nsets, int n, double spd_var)
   s->n = n;
   s->spd_var = spd_var;
   s->rot_range = LIE_PI;
+  s->orbit = 1;
   for (int i = 0; i < nsets * n; i++) {
     s->theta[i] = lie_grid_angle(s, i % n);
     s->P[i] = (sym2){1, 0, 1};
@@ -61,6 +62,7 @@ lie_samples *lie_samples_clone(const lie_samples *s)
   lie_samples *c = lie_samples_new(s->group, s->nsets, s->n, s->spd_var);
   if (c) {
     c->rot_range = s->rot_range;
+    c->orbit = s->orbit;
     lie_samples_copy(c, s);
   }
   return c;
@@ -77,26 +79,42 @@ int lie_samples_copy(lie_samples *dst, const lie_samples *src)
   return 0;
 }
 
-void lie_samples_draw(lie_samples *s, gsl_rng *rng)
+/* X of a fresh log-normal P = exp(X / 2): coordinates N(0, spd_var) in an
+   orthonormal basis, halved. */
+static sym2 draw_half_log(const lie_samples *s, gsl_rng *rng)
 {
   const double r2 = 1.41421356237309504880, sd = sqrt(s->spd_var);
+  sym2 X = {0, 0, 0};
+  if (s->group == LIE_SL2) {
+    /* basis diag(1, -1)/sqrt2, [[0, 1], [1, 0]]/sqrt2 */
+    double v1 = gsl_ran_gaussian(rng, sd), v2 = gsl_ran_gaussian(rng, sd);
+    X = (sym2){v1 / r2, v2 / r2, -v1 / r2};
+  } else if (s->group == LIE_GL2) {
+    /* basis diag(1, 0), [[0, 1], [1, 0]]/sqrt2, diag(0, 1) */
+    double v1 = gsl_ran_gaussian(rng, sd), v2 = gsl_ran_gaussian(rng, sd),
+           v3 = gsl_ran_gaussian(rng, sd);
+    X = (sym2){v1, v2 / r2, v3};
+  }
+  X.p *= 0.5, X.q *= 0.5, X.r *= 0.5;
+  return X;
+}
+
+/* R(a) P R(a)^T of a symmetric P. */
+static sym2 sym2_rotated(sym2 P, double a)
+{
+  mat2 R = m2_rot(a), Y = m2_mul(m2_mul(R, m2_of_sym(P)), m2_inv(R));
+  return (sym2){Y.a, 0.5 * (Y.b + Y.c), Y.d};
+}
+
+void lie_samples_draw(lie_samples *s, gsl_rng *rng)
+{
+  int bases = s->orbit > 1 ? s->n / s->orbit : s->n;
   for (int k = 0; k < s->nsets; k++)
     for (int i = 0; i < s->n; i++) {
-      int at = k * s->n + i;
+      int at = k * s->n + i, b = k * s->n + i % bases;
       s->theta[at] = lie_grid_angle(s, i);
-      sym2 X = {0, 0, 0};
-      if (s->group == LIE_SL2) {
-        /* basis diag(1, -1)/sqrt2, [[0, 1], [1, 0]]/sqrt2 */
-        double v1 = gsl_ran_gaussian(rng, sd), v2 = gsl_ran_gaussian(rng, sd);
-        X = (sym2){v1 / r2, v2 / r2, -v1 / r2};
-      } else if (s->group == LIE_GL2) {
-        /* basis diag(1, 0), [[0, 1], [1, 0]]/sqrt2, diag(0, 1) */
-        double v1 = gsl_ran_gaussian(rng, sd), v2 = gsl_ran_gaussian(rng, sd),
-               v3 = gsl_ran_gaussian(rng, sd);
-        X = (sym2){v1, v2 / r2, v3};
-      }
-      X.p *= 0.5, X.q *= 0.5, X.r *= 0.5;
-      s->P[at] = sym2_exp(X);
+      s->P[at] = i < bases ? sym2_exp(draw_half_log(s, rng))
+                           : sym2_rotated(s->P[b], s->theta[at] - s->theta[b]);
     }
 }
 

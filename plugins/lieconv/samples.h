@@ -15,6 +15,15 @@
  * plugin's default 0.8 is X/2 = [[a, b], [b, -a]] with a, b ~ N(0, 0.1).
  * so2 has P = I.
  *
+ * Orbits (`orbit` K > 1, our choice, not the paper's): the P parts come in
+ * rotation orbits of K, P_i = R(theta_i - theta_b) P_b R(theta_i -
+ * theta_b)^T with b = i mod (n / K) drawn as above, so that a rotation by
+ * 360 / K degrees maps the sample set onto itself (R_phi P_i R(theta_i) =
+ * P_{i + n/K} R(theta_{i + n/K})) and the network is exactly equivariant
+ * to it, as an so2 network is, while each P_i is still log-normal (the
+ * distribution is invariant under conjugation by rotations). K = 1:
+ * independent draws.
+ *
  * The text form (`-samples_file`, and samples.txt in every run's output):
  * '#' comment lines, then one line per sample, "set index theta P00 P01
  * P11", sets in layer order, so that two implementations can be compared
@@ -32,6 +41,7 @@ typedef struct {
   int nsets, n;
   double spd_var;
   double rot_range; /* >= pi: the full circle 2 pi k / n; else [-R, R] */
+  int orbit;        /* P parts in rotation orbits of this size (1: independent); divides n */
   double *theta; /* nsets * n */
   sym2 *P;       /* nsets * n */
 } lie_samples;
