@@ -40,11 +40,11 @@ def read_idx(path):
 
 
 def find(d, kind):
-    for name in (f"t10k-{kind}-idx{3 if kind == 'images' else 1}-ubyte", ):
-        for ext in ("", ".gz"):
-            p = os.path.join(d, name + ext)
-            if os.path.exists(p):
-                return p
+    name = f"t10k-{kind}-idx{3 if kind == 'images' else 1}-ubyte"
+    for ext in ("", ".gz"):
+        p = os.path.join(d, name + ext)
+        if os.path.exists(p):
+            return p
     sys.exit(f"affine_testset: no t10k {kind} file in {d}")
 
 
