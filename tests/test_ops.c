@@ -1243,6 +1243,83 @@ START_TEST(test_max_ties)
 }
 END_TEST
 
+/* sort along the last axis, largest first; the reference selects the
+   largest remaining element each time (not the op's insertion sort). */
+static sv_node *build_sort(const opcase *c, sv_node *const *x)
+{
+  (void)c;
+  return sv_sort_last(x[0]);
+}
+
+static void ref_sort(const opcase *c, int batch, const shp *xs, const double *const *x, shp *ys,
+                     double *y)
+{
+  (void)c;
+  (void)batch;
+  *ys = xs[0];
+  size_t L = (size_t)xs[0].d[xs[0].nd - 1], n = shp_count(&xs[0]);
+  for (size_t r = 0; r < n / L; r++) {
+    int used[64] = {0};
+    ck_assert(L <= 64);
+    for (size_t j = 0; j < L; j++) {
+      size_t best = L;
+      for (size_t i = 0; i < L; i++)
+        if (!used[i] && (best == L || x[0][r * L + i] > x[0][r * L + best]))
+          best = i;
+      used[best] = 1;
+      y[r * L + j] = x[0][r * L + best];
+    }
+  }
+}
+
+static const shp sort_cases[] = {S1(7), S2(3, 8), S3(2, 3, 5), S2(B, 8), S3(B, 4, 8), S2(4, 1)};
+#define NSORT ((int)(sizeof sort_cases / sizeof sort_cases[0]))
+
+START_TEST(test_sort_last)
+{
+  opcase c = {0};
+  c.nx = 1;
+  c.x[0] = sort_cases[_i];
+  c.lo = -2;
+  c.hi = 2;
+  c.build = build_sort;
+  c.ref = ref_sort;
+  name_case(&c, "sort_last");
+  check(&c);
+}
+END_TEST
+
+/* Ties keep their order (the adjoint of each output goes to the position it
+   was read from); NaN sorts first; the batch axis cannot be sorted. */
+START_TEST(test_sort_ties)
+{
+  sv_graph *g = sv_graph_new();
+  int d[2] = {2, 4};
+  sv_node *x = sv_input(g, "x", 2, d);
+  double wd[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  sv_node *w = sv_constant(g, 2, d, wd);
+  sv_node *s = sv_sort_last(x), *dx = sv_grad(sv_sum(sv_mul(s, w)), x);
+  sv_node *outs[2] = {s, dx};
+  sv_plan *pl = sv_compile(g, 2, outs, 1);
+  ck_assert_msg(pl != NULL, "%s", sv_errmsg());
+  double xd[8] = {1, 3, 3, 2, /* a tie */ -1, NAN, 5, 0 /* a NaN */};
+  sv_plan_bind(pl, x, xd);
+  ck_assert_int_eq(sv_plan_run(pl), 0);
+  const double *sv = sv_plan_value(pl, s), *gv = sv_plan_value(pl, dx);
+  double want_s[8] = {3, 3, 2, 1, NAN, 5, 0, -1};
+  /* x[1] (first 3) -> output 0, x[2] -> 1, x[3] -> 2, x[0] -> 3 */
+  double want_g[8] = {4, 1, 2, 3, 8, 5, 6, 7};
+  for (int k = 0; k < 8; k++) {
+    ck_assert_msg(isnan(want_s[k]) ? isnan(sv[k]) : sv[k] == want_s[k], "sort[%d] = %g", k, sv[k]);
+    ck_assert_msg(gv[k] == want_g[k], "dsort/dx[%d] = %g, expected %g", k, gv[k], want_g[k]);
+  }
+  sv_plan_free(pl);
+  int bd[1] = {SV_BATCH};
+  ck_assert_ptr_null(sv_sort_last(sv_input(g, "b", 1, bd)));
+  sv_graph_free(g);
+}
+END_TEST
+
 static sv_node *build_logsumexp(const opcase *c, sv_node *const *x) { return sv_logsumexp(x[0], c->axis); }
 
 static void ref_logsumexp(const opcase *c, int batch, const shp *xs, const double *const *x, shp *ys,
@@ -2055,6 +2132,8 @@ static Suite *ops_suite(void)
   add_loop(s, "scatter_add_rows", test_scatter_add_rows, 3);
   add_loop(s, "max_axes", test_max_axes, NMAX);
   add_loop(s, "max_ties", test_max_ties, 1);
+  add_loop(s, "sort_last", test_sort_last, NSORT);
+  add_loop(s, "sort_ties", test_sort_ties, 1);
   add_loop(s, "logsumexp", test_logsumexp, NAXIS);
   add_loop(s, "logsumexp_stable", test_logsumexp_stable, 1);
   add_loop(s, "log_softmax", test_log_softmax, NLS);

@@ -153,6 +153,10 @@ SV_API sv_node *sv_mean_axis(sv_node *a, int axis);
    a NaN wins, so NaN propagates. */
 SV_API sv_node *sv_max_axis(sv_node *a, int axis);
 SV_API sv_node *sv_max_axes(sv_node *a, int naxes, const int *axes);
+/* Sort along the last axis (not the batch axis), largest first; ties keep
+   their order and NaN comes first. Its derivative sends each adjoint back to
+   where its value came from. Insertion sort: for short axes. */
+SV_API sv_node *sv_sort_last(sv_node *a);
 /* log sum exp along an axis (dropped), stable for large inputs. */
 SV_API sv_node *sv_logsumexp(sv_node *a, int axis);
 /* Sum over broadcast axes down to a shape (the adjoint of broadcasting). */
