@@ -571,6 +571,24 @@ START_TEST(test_invariance_so2)
                   "logits by %g (want round-off), 90 degrees by %g (want far more)", grp, half, rot);
     lie_model_free(m);
   }
+  /* sorted pooling (the head reads every channel's N spatial maxima in
+     sorted order) is as invariant as the max over the samples: a rotation
+     permutes them; with random P parts it is not invariant */
+  for (int grp = LIE_SO2; grp <= LIE_SL2; grp++) {
+    lie_arch a = small_arch((lie_group)grp, 3, 8);
+    a.pool = LIE_POOL_SORTED;
+    a.same = 1;
+    m = small_model(a, 2, 60 + grp);
+    ck_assert_int_eq(sv_dim(m->pooled, 1), 3 * 8);
+    rot = logit_change(m, 6, x, lie_rot90);
+    double ref = logit_change(m, 6, x, lie_reflect);
+    if (grp == LIE_SO2)
+      ck_assert_msg(rot <= 1e-10 && ref > 1e6 * rot, "so2, sorted pooling: a 90-degree rotation "
+                    "changes the logits by %g, a reflection by %g", rot, ref);
+    else
+      ck_assert_msg(rot > 1e-6, "sl2, sorted pooling: rotation change %g", rot);
+    lie_model_free(m);
+  }
   /* and N not divisible by 4 misses 90 degrees */
   m = small_model(small_arch(LIE_SO2, 3, 6), 2, 31);
   rot = logit_change(m, 6, x, lie_rot90);
@@ -699,16 +717,18 @@ END_TEST
 
 START_TEST(test_gradient)
 {
-  for (int kind = 0; kind < 2; kind++) {
+  for (int kind = 0; kind < 3; kind++) { /* lie, cnn, lie with sorted pooling */
     lie_arch a = small_arch(LIE_GL2, 2, 4);
     a.mask = LIE_MASK_SMOOTH;
     a.blocks = 1;
     a.mid = 1;
     a.pad = 0;
-    if (kind) {
+    if (kind == 1) {
       a.kind = LIE_MODEL_CNN;
       a.cnn_channels = 3;
     }
+    if (kind == 2)
+      a.pool = LIE_POOL_SORTED;
     lie_model *m = small_model(a, 3, 40 + kind);
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
     gsl_rng_set(rng, 8);
@@ -743,7 +763,7 @@ START_TEST(test_gradient)
         if (err > worst)
           worst = err;
         ck_assert_msg(err < 1e-5, "%s block %s[%zu]: gradient %.10g, finite difference %.10g",
-                      kind ? "cnn" : "lie", sv_params_block_name(m->p, b), i - off, g[i], fd);
+                      kind == 1 ? "cnn" : kind ? "lie (sorted)" : "lie", sv_params_block_name(m->p, b), i - off, g[i], fd);
       }
     }
     free(g);

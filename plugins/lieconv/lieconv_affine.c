@@ -83,7 +83,7 @@ static int lie_setup(sv_run *r, void **state)
   char group[32];
   static const char *const models[] = {"lie", "cnn"};
   static const char *const masks[] = {"auto", "hard", "smooth"};
-  static const char *const pools[] = {"max", "mean"};
+  static const char *const pools[] = {"max", "mean", "sorted"};
   static const char *const angles[] = {"chart", "circle"};
   int model = 0, mask = 0, pool = 0, angle = 0;
   double rot_deg = 180;
@@ -147,8 +147,11 @@ static int lie_setup(sv_run *r, void **state)
   if (opt_choice(r, "-mask", "auto", "kernel mask on the transformed 5x5 grid: hard (the disc "
                  "|g^-1 d| <= 1), smooth (sigmoid(2 (1 - |g^-1 d|))); auto: smooth for gl2, hard "
                  "otherwise", masks, 3, &mask) < 0 ||
-      opt_choice(r, "-pool", "max", "invariant pooling over samples and space: max or mean", pools,
-                 2, &pool) < 0 ||
+      opt_choice(r, "-pool", "max", "invariant pooling over samples and space: max, mean, or "
+                 "sorted (the max over space of every channel and sample, then each channel's N "
+                 "values sorted: C N features for the head instead of C, as invariant to a "
+                 "permutation of the samples as the max; Lie-group network only)", pools,
+                 3, &pool) < 0 ||
       opt_choice(r, "-kernel_angle", "chart", "how a group convolution's kernel network sees the "
                  "angle theta of g_i^-1 h_j: chart (theta in [0, 2 pi), the reference) or circle "
                  "(cos theta, sin theta): the chart angle jumps from 0 to 2 pi, and relative "
@@ -158,7 +161,9 @@ static int lie_setup(sv_run *r, void **state)
   a->angle = angle ? LIE_ANGLE_CIRCLE : LIE_ANGLE_CHART;
   a->mask = mask == 0 ? (a->group == LIE_GL2 ? LIE_MASK_SMOOTH : LIE_MASK_HARD)
                       : mask == 1 ? LIE_MASK_HARD : LIE_MASK_SMOOTH;
-  a->pool = pool ? LIE_POOL_MEAN : LIE_POOL_MAX;
+  a->pool = pool == 2 ? LIE_POOL_SORTED : pool ? LIE_POOL_MEAN : LIE_POOL_MAX;
+  if (a->pool == LIE_POOL_SORTED && a->kind == LIE_MODEL_CNN)
+    return sv_fail("option -pool sorted: the CNN has no sample axis to sort (use max or mean)");
   if (sv_opt_string(r, "-samples_file", "", "read the group samples from FILE (lines 'set index "
                     "theta P00 P01 P11', g = P R(theta)) instead of drawing them; every run "
                     "writes its own to samples.txt", o.samples_file, sizeof o.samples_file) < 0 ||

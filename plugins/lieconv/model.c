@@ -80,6 +80,14 @@ int lie_arch_final_size(const lie_arch *a)
   return s - 4 + 2 * final_pad(a);    /* final: 14, 5 or 3 (20, 10 or 8; lift_only 16, 6, 4) */
 }
 
+/* The number of pooled features the head reads (model.h). */
+int lie_arch_pooled_width(const lie_arch *a)
+{
+  if (a->kind == LIE_MODEL_CNN)
+    return a->cnn_channels;
+  return a->pool == LIE_POOL_SORTED ? a->channels * a->samples : a->channels;
+}
+
 /* Features before invariant pooling: [B, C, rest]. The Lie-group and the
    CNN skeletons are the same, layer for layer. */
 static sv_node *build_features(lie_model *m)
@@ -123,8 +131,16 @@ static int build(lie_model *m)
   sv_node *f = build_features(m);
   if (!f)
     return -1;
-  sv_node *pooled = a->pool == LIE_POOL_MAX ? sv_max_axis(f, 2) : sv_mean_axis(f, 2);
-  int width = a->kind == LIE_MODEL_LIE ? a->channels : a->cnn_channels;
+  int width = lie_arch_pooled_width(a);
+  sv_node *pooled;
+  if (a->pool == LIE_POOL_SORTED) {
+    int C = a->channels, N = a->samples, fs = lie_arch_final_size(a);
+    int per[3] = {SV_BATCH, C * N, fs * fs}, cn[3] = {SV_BATCH, C, N}, flat[2] = {SV_BATCH, C * N};
+    pooled = sv_max_axis(sv_reshape(f, 3, per), 2);
+    pooled = sv_reshape(sv_sort_last(sv_reshape(pooled, 3, cn)), 2, flat);
+  } else {
+    pooled = a->pool == LIE_POOL_MAX ? sv_max_axis(f, 2) : sv_mean_axis(f, 2);
+  }
   int w1[2] = {width, a->head}, hs[1] = {a->head}, w2[2] = {a->head, LIE_NCLASSES},
       b2[1] = {LIE_NCLASSES};
   m->pooled = pooled;
@@ -277,7 +293,7 @@ int lie_model_init(lie_model *m, gsl_rng *rng)
     if (fill(m->p, "cnn.final.W", -bnd, bnd, rng) < 0)
       return -1;
   }
-  int width = a->kind == LIE_MODEL_LIE ? a->channels : a->cnn_channels;
+  int width = lie_arch_pooled_width(a);
   double b1 = 1 / sqrt((double)width), b2 = 1 / sqrt((double)a->head);
   if (fill(m->p, "head.1.W", -b1, b1, rng) < 0 || fill(m->p, "head.1.b", 0, 0, rng) < 0 ||
       fill(m->p, "head.ln.scale", 1, 1, rng) < 0 ||
@@ -383,7 +399,7 @@ void lie_model_describe(const lie_model *m, char *buf, size_t size)
              "parameters", a->group == LIE_GL2 ? "GL+(2)" : a->group == LIE_SL2 ? "SL(2)" : "SO(2)",
              a->channels, a->samples, a->blocks, a->mid ? (a->pad ? "mid conv (padding 2) + pool" : "mid conv + pool") : "no mid conv",
              lie_arch_final_size(a), lie_arch_final_size(a), a->kernel_layers, a->kernel_width, a->omega,
-             a->pool == LIE_POOL_MAX ? "max" : "mean", a->head, sv_params_count(m->p));
+             a->pool == LIE_POOL_MAX ? "max" : a->pool == LIE_POOL_MEAN ? "mean" : "sorted", a->head, sv_params_count(m->p));
   else
     snprintf(buf, size, "CNN: %d channels, %d residual block(s), %s, final %dx%d, global %s "
              "pooling, head %d; %zu parameters", a->cnn_channels, a->blocks,

@@ -18,6 +18,7 @@
  *      `same` and `lift_only`: no padding, [B, C N, 16 (6, 4), ...])
  *   LayerNorm, GELU (`final_norm`)
  *   invariant pooling: max (or mean) over samples and space   [B, C]
+ *     (`sorted`: max over space, each channel's N values sorted  [B, C N])
  *   head: dense C -> H (its bias centred on the first training images),
  *         LayerNorm (with scale and shift), GELU, dense H -> 10
  *
@@ -36,7 +37,10 @@
 #include <solver.h>
 
 typedef enum { LIE_MODEL_LIE = 0, LIE_MODEL_CNN } lie_model_kind;
-typedef enum { LIE_POOL_MAX = 0, LIE_POOL_MEAN } lie_pool;
+/* sorted: the max over space of each (channel, sample), then those N values
+   of each channel sorted (C N features, invariant to any permutation of the
+   samples, as the max over them is: the max is the first of each channel) */
+typedef enum { LIE_POOL_MAX = 0, LIE_POOL_MEAN, LIE_POOL_SORTED } lie_pool;
 
 typedef struct {
   lie_model_kind kind;
@@ -70,6 +74,9 @@ typedef struct {
 
 /* The spatial size of the last group convolution's output. */
 int lie_arch_final_size(const lie_arch *a);
+/* The number of pooled features the head reads: C, C N with sorted pooling,
+   or the CNN's channels. */
+int lie_arch_pooled_width(const lie_arch *a);
 /* Build both plans: the training plan for `train_batch` rows of a
    minibatch of `global_batch` (its loss is the sum over the rows divided
    by global_batch); the evaluation plan for eval_batch images. The
