@@ -3,7 +3,7 @@
 
 The same reduced network as plugins/lieconv/model.h (lifting layer, group
 convolutions with optional residual blocks, 2x2 max-pools, LayerNorm without parameters, GELU,
-invariant max pooling, a dense head), the same SIREN kernel networks on the
+invariant max or sorted pooling, a dense head), the same SIREN kernel networks on the
 same kernel points, built from the same group samples (the C run's
 samples.txt), the same data (an IDX directory, the first --train_size
 training images centred on a 40x40 canvas), the same optimizer (AdamW,
@@ -219,6 +219,9 @@ class Net(torch.nn.Module):
         self.a = a
         C = a.channels if a.model == "lie" else a.cnn_channels
         self.C = C
+        if a.pool == "auto":  # as the C plugin: sorted for the Lie-group network, max for the CNN
+            a.pool = "sorted" if a.model == "lie" else "max"
+        width = C * a.samples if a.pool == "sorted" else C
         if a.model == "lie":
             mask = a.mask
             self.lift = GLayer(a.group, 1, C, g[0], None, mask, a, dtype)
@@ -244,8 +247,8 @@ class Net(torch.nn.Module):
                 self.block_w.append(conv(C, C))
                 self.block_w.append(conv(C, C))
             self.final_w = conv(C, C)
-        self.head1 = torch.nn.Parameter(torch.empty(C, a.head, dtype=dtype))
-        torch.nn.init.uniform_(self.head1, -1 / math.sqrt(C), 1 / math.sqrt(C))
+        self.head1 = torch.nn.Parameter(torch.empty(width, a.head, dtype=dtype))
+        torch.nn.init.uniform_(self.head1, -1 / math.sqrt(width), 1 / math.sqrt(width))
         self.head1_b = torch.nn.Parameter(torch.zeros(a.head, dtype=dtype))
         self.ln = torch.nn.LayerNorm(a.head, eps=1e-5)
         self.head2 = torch.nn.Linear(a.head, 10)
@@ -282,6 +285,9 @@ class Net(torch.nn.Module):
             h = F.conv2d(h, self.final_w, padding=bp)
             if a.final_norm:
                 h = ln_gelu(h)
+        if a.pool == "sorted":  # each (channel, sample)'s max over space; each channel's N sorted
+            m = h.reshape(h.shape[0], self.C, a.samples, -1).amax(-1)
+            return m.sort(dim=-1, descending=True, stable=True).values.reshape(h.shape[0], -1)
         h = h.reshape(h.shape[0], self.C, -1)
         return h.amax(-1) if a.pool == "max" else h.mean(-1)
 
@@ -412,7 +418,7 @@ def main():
     ap.add_argument("--kernel_layers", type=int, default=3)
     ap.add_argument("--omega", type=float, default=10.0)
     ap.add_argument("--mask", default="auto", choices=["auto", "hard", "smooth"])
-    ap.add_argument("--pool", default="max", choices=["max", "mean"])
+    ap.add_argument("--pool", default="auto", choices=["auto", "max", "mean", "sorted"])
     ap.add_argument("--kernel_angle", default="chart", choices=["chart", "circle"])
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--batch", type=int, default=64)
