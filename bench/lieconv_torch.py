@@ -219,8 +219,6 @@ class Net(torch.nn.Module):
         self.a = a
         C = a.channels if a.model == "lie" else a.cnn_channels
         self.C = C
-        if a.pool == "auto":  # as the C plugin: sorted for the Lie-group network, max for the CNN
-            a.pool = "sorted" if a.model == "lie" else "max"
         width = C * a.samples if a.pool == "sorted" else C
         if a.model == "lie":
             mask = a.mask
@@ -441,6 +439,8 @@ def main():
     a = ap.parse_args()
     if a.mask == "auto":
         a.mask = "smooth" if a.group == "gl2" else "hard"
+    if a.pool == "auto":  # as the C plugin: sorted for the Lie-group network, max for the CNN
+        a.pool = "sorted" if a.model == "lie" else "max"
     if a.cnn_channels == 0:
         a.cnn_channels = a.channels * a.samples
     torch.set_num_threads(a.threads)

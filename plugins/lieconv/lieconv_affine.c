@@ -163,9 +163,9 @@ static int lie_setup(sv_run *r, void **state)
   a->angle = angle ? LIE_ANGLE_CIRCLE : LIE_ANGLE_CHART;
   a->mask = mask == 0 ? (a->group == LIE_GL2 ? LIE_MASK_SMOOTH : LIE_MASK_HARD)
                       : mask == 1 ? LIE_MASK_HARD : LIE_MASK_SMOOTH;
-  static const lie_pool pool_of[] = {LIE_POOL_SORTED /* auto */, LIE_POOL_MAX, LIE_POOL_MEAN,
-                                      LIE_POOL_SORTED};
-  a->pool = pool == 0 && a->kind == LIE_MODEL_CNN ? LIE_POOL_MAX : pool_of[pool];
+  static const lie_pool pool_of[] = {LIE_POOL_MAX /* auto: below */, LIE_POOL_MAX,
+                                      LIE_POOL_MEAN, LIE_POOL_SORTED};
+  a->pool = pool ? pool_of[pool] : a->kind == LIE_MODEL_CNN ? LIE_POOL_MAX : LIE_POOL_SORTED;
   if (a->pool == LIE_POOL_SORTED && a->kind == LIE_MODEL_CNN)
     return sv_fail("option -pool sorted: the CNN has no sample axis to sort (use max or mean)");
   if (sv_opt_string(r, "-samples_file", "", "read the group samples from FILE (lines 'set index "
