@@ -128,15 +128,26 @@ def grid():
     return np.stack([(2 * q + 1) / K - 1, (2 * p + 1) / K - 1], -1)  # (x, y) per tap
 
 
-def layer_points(group, g_out, g_in, mask, angle="chart"):
-    """Kernel points [nout, nin, K*K, din] and factors [nout, nin, K*K] of a
-    layer whose outputs live on g_out and inputs on g_in (None: lifting);
-    angle "circle" gives the kernel (cos theta, sin theta) instead of theta."""
+def cell_points(sub):
+    """sub x sub points evenly over each tap's pixel cell: [K*K*sub*sub, 2],
+    tap-major (the C plugin's -kernel_sub)."""
+    h = 1.0 / K
+    s = (2 * np.arange(sub) + 1) / sub - 1
+    off = np.stack([np.tile(s, sub), np.repeat(s, sub)], -1) * h   # (x, y), x fastest
+    return (grid()[:, None, :] + off[None]).reshape(-1, 2)
+
+
+def layer_points(group, g_out, g_in, mask, angle="chart", sub=1):
+    """Kernel points [nout, nin, K*K*sub*sub, din] and factors of a layer
+    whose outputs live on g_out and inputs on g_in (None: lifting); angle
+    "circle" gives the kernel (cos theta, sin theta) instead of theta; the
+    factors carry the 1 / sub^2 of the mean over each tap's cell."""
     gi = np.linalg.inv(g_out)                       # [nout, 2, 2]
-    d = grid()                                      # [KK, 2]
-    u = np.einsum("iab,tb->ita", gi, d)             # [nout, KK, 2]
+    d = cell_points(sub)                            # [KK ss, 2]
+    u = np.einsum("iab,tb->ita", gi, d)             # [nout, KK ss, 2]
     rad = np.linalg.norm(u, axis=-1)
     m = (rad <= 1.0).astype(float) if mask == "hard" else 1 / (1 + np.exp(-2 * (1 - rad)))
+    m = m / (sub * sub)
     if g_in is None:
         haar = 1 / np.abs(np.linalg.det(g_out))     # per output sample
         z = u[:, None]                              # [nout, 1, KK, 2]
@@ -148,8 +159,9 @@ def layer_points(group, g_out, g_in, mask, angle="chart"):
         t = cc[..., -1:]
         cc = np.concatenate([cc[..., :-1], np.cos(t), np.sin(t)], -1)
     nout, nin = rel.shape[:2]
-    z = np.concatenate([np.broadcast_to(u[:, None], (nout, nin, K * K, 2)),
-                        np.broadcast_to(cc[:, :, None], (nout, nin, K * K, cc.shape[-1]))], -1)
+    npt = u.shape[1]
+    z = np.concatenate([np.broadcast_to(u[:, None], (nout, nin, npt, 2)),
+                        np.broadcast_to(cc[:, :, None], (nout, nin, npt, cc.shape[-1]))], -1)
     haar = 1 / np.abs(np.linalg.det(g_in))          # per INPUT sample
     f = m[:, None] * haar[None, :, None]
     return z, f
@@ -192,7 +204,8 @@ class GLayer(torch.nn.Module):
 
     def __init__(self, group, cin, cout, g_out, g_in, mask, a, dtype):
         super().__init__()
-        z, f = layer_points(group, g_out, g_in, mask, a.kernel_angle)
+        z, f = layer_points(group, g_out, g_in, mask, a.kernel_angle, a.kernel_sub)
+        self.sub = a.kernel_sub
         self.nout, self.nin = z.shape[0], z.shape[1]
         self.cin, self.cout = cin, cout
         self.register_buffer("z", torch.tensor(z.reshape(-1, z.shape[-1]), dtype=dtype))
@@ -201,7 +214,7 @@ class GLayer(torch.nn.Module):
 
     def weight(self):
         k = self.net(self.z) * self.f                                 # [(i, j, t), (o, c)]
-        k = k.view(self.nout, self.nin, K * K, self.cout, self.cin)
+        k = k.view(self.nout, self.nin, K * K, self.sub * self.sub, self.cout, self.cin).sum(3)
         k = k.permute(3, 0, 4, 1, 2)                                  # (o, i, c, j, t)
         return k.reshape(self.cout * self.nout, self.cin * self.nin, K, K)
 
@@ -415,6 +428,7 @@ def main():
     ap.add_argument("--kernel_width", type=int, default=60)
     ap.add_argument("--kernel_layers", type=int, default=3)
     ap.add_argument("--omega", type=float, default=10.0)
+    ap.add_argument("--kernel_sub", type=int, default=1, help="kernel points per tap along each axis (the plugin's -kernel_sub)")
     ap.add_argument("--mask", default="auto", choices=["auto", "hard", "smooth"])
     ap.add_argument("--pool", default="auto", choices=["auto", "max", "mean", "sorted"])
     ap.add_argument("--kernel_angle", default="chart", choices=["chart", "circle"])

@@ -598,6 +598,124 @@ START_TEST(test_invariance_so2)
 }
 END_TEST
 
+/* -kernel_sub: a tap's weight is the kernel's mean over sub x sub points
+   of its pixel cell (the midpoint rule for the kernel's integral over the
+   cell, which keeps frequencies above the pixel grid's from aliasing). With
+   a kernel network set by hand to k(u, v) = sin(w0 (a u + b v + c)), the
+   taps whose cells lie inside the disc converge to the exact cell means of
+   k at second order; the factors are the mask's mean over the cell. */
+static double cell_mean_sin(double al, double be, double c, double x0, double x1, double y0,
+                            double y1)
+{
+#define F_(x, y) (-sin(al * (x) + be * (y) + c) / (al * be))
+  return (F_(x1, y1) - F_(x0, y1) - F_(x1, y0) + F_(x0, y0)) / ((x1 - x0) * (y1 - y0));
+#undef F_
+}
+
+START_TEST(test_kernel_sub)
+{
+  double x, y;
+  lie_cell_point(5, 0, 1, 0, &x, &y); /* one point: the cell centre, the grid point */
+  ck_assert(fabs(x + 0.8) < 1e-15 && fabs(y + 0.8) < 1e-15);
+  lie_cell_point(5, 0, 2, 1, &x, &y); /* 2 x 2 in the cell [-1, -0.6]^2: (-0.7, -0.9) */
+  ck_assert(fabs(x + 0.7) < 1e-15 && fabs(y + 0.9) < 1e-15);
+  lie_cell_point(5, 12, 3, 6, &x, &y); /* 3 x 3 about (0, 0): row 2, column 0 */
+  ck_assert(fabs(x + 0.4 / 3) < 1e-15 && fabs(y - 0.4 / 3) < 1e-15);
+
+  /* the factors: the mask's mean over the cell times the Haar factor */
+  lie_samples *s = lie_samples_new(LIE_SO2, 2, 8, 0.0);
+  gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+  gsl_rng_set(rng, 3);
+  lie_samples_draw(s, rng);
+  gsl_rng_free(rng);
+  sv_graph *g = sv_graph_new();
+  sv_params *p = sv_params_new();
+  lie_layer L = {.group = LIE_SO2, .lift = 1, .cin = 1, .cout = 1, .nout = 8, .set_out = 0, .k = 5,
+                 .sub = 4, .mask = LIE_MASK_HARD, .net = {.width = 4, .layers = 1, .w0 = 10}};
+  snprintf(L.name, sizeof L.name, "lift");
+  ck_assert_int_eq(lie_layer_build(&L, g, p), 0);
+  ck_assert_int_eq(lie_layer_fill(&L, s), 0);
+  ck_assert_int_eq(L.npoints, 8 * 25 * 16);
+  double centre = 0, corner = 0, edge = 0;
+  for (int q = 0; q < 16; q++) {
+    centre += L.f[12 * 16 + q]; /* tap (0, 0): inside the disc */
+    corner += L.f[0 * 16 + q];  /* tap (-0.8, -0.8): its cell [-1, -0.6]^2 only partly inside */
+    edge += L.f[1 * 16 + q];    /* tap (-0.4, -0.8): partly, more */
+  }
+  /* of the 4 x 4 points at +-0.05, +-0.15 about each tap, 3 of the corner
+     cell's and 12 of the edge cell's have radius <= 1 */
+  ck_assert(fabs(centre - 1) < 1e-15);
+  ck_assert_msg(fabs(corner - 3.0 / 16) < 1e-15 && fabs(edge - 12.0 / 16) < 1e-15,
+                "cell coverage %g, %g (want 3/16, 12/16)", corner, edge);
+  lie_layer_free(&L);
+  sv_params_free(p);
+  sv_graph_free(g);
+  lie_samples_free(s);
+
+  /* the taps against the exact cell means */
+  double err[4], w0 = 10, ka = 0.31, kb = -0.17, kc = 0.4; /* 3.5 rad per unit: 1.4 per cell */
+  for (int e = 0; e < 4; e++) {
+    int sub = 1 << e; /* 1, 2, 4, 8 */
+    lie_samples *one = lie_samples_new(LIE_SO2, 1, 1, 0.0); /* the identity */
+    g = sv_graph_new();
+    p = sv_params_new();
+    lie_layer K = {.group = LIE_SO2, .lift = 1, .cin = 1, .cout = 1, .nout = 1, .k = 5, .sub = sub,
+                   .mask = LIE_MASK_HARD, .net = {.width = 1, .layers = 1, .w0 = w0}};
+    snprintf(K.name, sizeof K.name, "lift");
+    ck_assert_int_eq(lie_layer_build(&K, g, p), 0);
+    ck_assert_int_eq(lie_layer_fill(&K, one), 0);
+    double *th = sv_params_data(p);
+    size_t W = sv_params_block_offset(p, sv_params_find(p, "lift.kernel.l0.W"));
+    th[W] = ka;
+    th[W + 1] = kb;
+    th[sv_params_block_offset(p, sv_params_find(p, "lift.kernel.l0.b"))] = kc;
+    th[sv_params_block_offset(p, sv_params_find(p, "lift.kernel.out.W"))] = 1;
+    th[sv_params_block_offset(p, sv_params_find(p, "lift.kernel.out.b"))] = 0;
+    sv_plan *pl = sv_compile(g, 1, &K.w, 1);
+    ck_assert_ptr_nonnull(pl);
+    ck_assert_int_eq(lie_layer_bind(&K, pl), 0);
+    ck_assert_int_eq(sv_plan_run(pl), 0);
+    const double *w = sv_plan_value(pl, K.w);
+    err[e] = 0;
+    for (int t = 0; t < 25; t++) {
+      double cx, cy;
+      lie_grid_point(5, t, &cx, &cy);
+      if (fabs(cx) > 0.5 || fabs(cy) > 0.5)
+        continue; /* the 3 x 3 taps about the centre: cells in [-0.6, 0.6]^2, inside the disc */
+      double exact = cell_mean_sin(w0 * ka, w0 * kb, w0 * kc, cx - 0.2, cx + 0.2, cy - 0.2, cy + 0.2);
+      err[e] = fmax(err[e], fabs(w[t] - exact));
+    }
+    sv_plan_free(pl);
+    lie_layer_free(&K);
+    sv_params_free(p);
+    sv_graph_free(g);
+    lie_samples_free(one);
+  }
+  fprintf(stderr, "test_kernel_sub: cell-mean error %.3g %.3g %.3g %.3g (1, 2, 4, 8 points per axis)\n",
+          err[0], err[1], err[2], err[3]);
+  for (int e = 1; e < 4; e++)
+    ck_assert_msg(err[e - 1] / err[e] > 3.5 && err[e - 1] / err[e] < 4.5,
+                  "midpoint rule: error %g with %d points per axis, %g with %d: not second order",
+                  err[e - 1], 1 << (e - 1), err[e], 1 << e);
+
+  /* 90-degree rotations stay exact for an so2 network with averaged kernels */
+  double xs[6 * S * S];
+  rng = gsl_rng_alloc(gsl_rng_mt19937);
+  gsl_rng_set(rng, 9);
+  for (int k = 0; k < 6; k++)
+    random_digit(rng, xs + k * S * S);
+  gsl_rng_free(rng);
+  lie_arch a = small_arch(LIE_SO2, 3, 8);
+  a.same = 1;
+  a.kernel_sub = 3;
+  lie_model *m = small_model(a, 2, 70);
+  double rot = logit_change(m, 6, xs, lie_rot90), ref = logit_change(m, 6, xs, lie_reflect);
+  ck_assert_msg(rot <= 1e-10 && ref > 1e6 * rot, "so2, -kernel_sub 3: a 90-degree rotation changes "
+                "the logits by %g, a reflection by %g", rot, ref);
+  lie_model_free(m);
+}
+END_TEST
+
 /* The lifted feature map of a rotated image is the rotated map at the
    sample N/4 before: out'(x, g_i) = out(R^-1 x, R^-1 g_i) = out(R^-1 x, g_{i - N/4}).
    A grid with x along rows (transposed) shifts the samples the other way. */
@@ -717,7 +835,7 @@ END_TEST
 
 START_TEST(test_gradient)
 {
-  for (int kind = 0; kind < 3; kind++) { /* lie, cnn, lie with sorted pooling */
+  for (int kind = 0; kind < 3; kind++) { /* lie, cnn, lie with sorted pooling and -kernel_sub 2 */
     lie_arch a = small_arch(LIE_GL2, 2, 4);
     a.mask = LIE_MASK_SMOOTH;
     a.blocks = 1;
@@ -727,8 +845,10 @@ START_TEST(test_gradient)
       a.kind = LIE_MODEL_CNN;
       a.cnn_channels = 3;
     }
-    if (kind == 2)
+    if (kind == 2) {
       a.pool = LIE_POOL_SORTED;
+      a.kernel_sub = 2; /* the kernels' means over their cells */
+    }
     lie_model *m = small_model(a, 3, 40 + kind);
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
     gsl_rng_set(rng, 8);
@@ -795,6 +915,7 @@ static Suite *suite(void)
   tc = tcase_create("network");
   tcase_add_test(tc, test_final_size);
   tcase_add_test(tc, test_invariance_so2);
+  tcase_add_test(tc, test_kernel_sub);
   tcase_add_test(tc, test_equivariance_conjugated_samples);
   tcase_add_test(tc, test_gradient);
   suite_add_tcase(s, tc);

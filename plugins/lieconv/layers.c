@@ -16,13 +16,24 @@ void lie_grid_point(int k, int t, double *x, double *y)
   *y = (2.0 * p + 1) / k - 1;
 }
 
+void lie_cell_point(int k, int t, int sub, int s, double *x, double *y)
+{
+  double cx, cy, h = 1.0 / k; /* half the cell's side */
+  lie_grid_point(k, t, &cx, &cy);
+  *x = cx + h * ((2.0 * (s % sub) + 1) / sub - 1);
+  *y = cy + h * ((2.0 * (s / sub) + 1) / sub - 1);
+}
+
 int lie_layer_build(lie_layer *L, sv_graph *g, sv_params *p)
 {
   int kk = L->k * L->k;
+  if (L->sub < 1)
+    L->sub = 1;
+  int ss = L->sub * L->sub;
   if (L->lift)
     L->nin = 1;
   L->din = L->lift ? 2 : 2 + lie_group_dim(L->group) + (L->angle == LIE_ANGLE_CIRCLE);
-  L->npoints = L->nout * L->nin * kk;
+  L->npoints = L->nout * L->nin * kk * ss;
   L->z = malloc((size_t)L->npoints * L->din * sizeof *L->z);
   L->f = malloc((size_t)L->npoints * sizeof *L->f);
   size_t nw = (size_t)L->cout * L->nout * L->cin * L->nin * kk;
@@ -43,6 +54,10 @@ int lie_layer_build(lie_layer *L, sv_graph *g, sv_params *p)
   snprintf(nm, sizeof nm, "%s.kernel", L->name);
   sv_node *K = lie_siren_build(p, nm, &L->net, L->zin);
   K = sv_mul(K, L->fin);
+  if (ss > 1) { /* [taps ss, oc] -> [taps, oc]: the factors carry the 1 / ss */
+    int cells[3] = {L->nout * L->nin * kk, ss, L->net.nout};
+    K = sv_sum_axis(sv_reshape(K, 3, cells), 1);
+  }
   /* filter index ((o nout + i) cin nin + c nin + j) kk + t  <-
      kernel index ((i nin + j) kk + t) cout cin + o cin + c */
   size_t at = 0;
@@ -68,7 +83,7 @@ int lie_layer_fill(lie_layer *L, const lie_samples *s)
       (!L->lift && L->set_in >= s->nsets))
     return sv_fail("layer %s: the samples (%d sets of %d) do not fit the layer", L->name, s->nsets,
                    s->n);
-  int kk = L->k * L->k;
+  int kk = L->k * L->k, ss = L->sub * L->sub;
   for (int i = 0; i < L->nout; i++) {
     mat2 g = lie_sample(s, L->set_out, i), gi = m2_inv(g);
     for (int j = 0; j < L->nin; j++) {
@@ -85,21 +100,22 @@ int lie_layer_fill(lie_layer *L, const lie_samples *s)
         }
         haar = 1 / fabs(m2_det(h));
       }
-      for (int t = 0; t < kk; t++) {
-        int pt = (i * L->nin + j) * kk + t;
-        double dx, dy, u, v;
-        lie_grid_point(L->k, t, &dx, &dy);
-        m2_apply(gi, dx, dy, &u, &v);
-        double *z = L->z + (size_t)pt * L->din;
-        z[0] = u;
-        z[1] = v;
-        for (int c = 2; c < L->din; c++)
-          z[c] = coords[c - 2];
-        double rad = hypot(u, v);
-        double m = L->mask == LIE_MASK_HARD ? (rad <= 1.0 ? 1.0 : 0.0)
-                                            : 1 / (1 + exp(-2 * (1 - rad)));
-        L->f[pt] = m * haar;
-      }
+      for (int t = 0; t < kk; t++)
+        for (int q = 0; q < ss; q++) {
+          int pt = ((i * L->nin + j) * kk + t) * ss + q;
+          double dx, dy, u, v;
+          lie_cell_point(L->k, t, L->sub, q, &dx, &dy);
+          m2_apply(gi, dx, dy, &u, &v);
+          double *z = L->z + (size_t)pt * L->din;
+          z[0] = u;
+          z[1] = v;
+          for (int c = 2; c < L->din; c++)
+            z[c] = coords[c - 2];
+          double rad = hypot(u, v);
+          double m = L->mask == LIE_MASK_HARD ? (rad <= 1.0 ? 1.0 : 0.0)
+                                              : 1 / (1 + exp(-2 * (1 - rad)));
+          L->f[pt] = m * haar / ss;
+        }
     }
   }
   return 0;

@@ -20,6 +20,16 @@
  * g_i^-1 h_j, its angle as theta or as (cos theta, sin theta)). The Haar
  * factor 1/|det h_j| divides along the INPUT-sample axis.
  *
+ * With sub > 1 every tap's weight is the mean of the kernel times the mask
+ * over sub x sub points spread evenly over the tap's pixel cell (the
+ * midpoint rule for the kernel's integral over the cell), instead of its
+ * value at the cell centre. A kernel network can learn frequencies above
+ * the pixel grid's Nyquist limit; sampled at one point per pixel they alias,
+ * and the sum over the square grid of taps then differs from the sum over
+ * the same grid rotated by 45 degrees, so an SO(2) network is invariant to
+ * 90-degree rotations only. Averaging over the cell low-passes the kernel
+ * and the disc mask's edge before they are sampled.
+ *
  * The kernel coordinates and the mask x Haar factors depend only on the
  * samples: they are graph inputs (not batched) owned by the layer, filled
  * by lie_layer_fill and rewritten when the samples are redrawn. The
@@ -54,10 +64,11 @@ typedef struct {
   int nin, nout;       /* samples in (1 for the lift) and out */
   int set_in, set_out; /* sample sets (set_in unused by the lift) */
   int k;               /* kernel size */
+  int sub;             /* points per tap along each axis (1: the cell centre) */
   lie_mask mask;
   lie_angle_input angle; /* group convolutions only */
   lie_siren net;
-  int npoints, din;
+  int npoints, din;    /* npoints = nout nin k k sub sub */
   double *z, *f;       /* npoints x din coordinates, npoints factors */
   sv_node *zin, *fin;  /* the inputs they are bound to */
   sv_node *w;          /* the filter node */
@@ -74,5 +85,8 @@ void lie_layer_free(lie_layer *L);
 
 /* The grid offset of tap t (row t / k, column t % k). */
 void lie_grid_point(int k, int t, double *x, double *y);
+/* Point s (row s / sub, column s % sub) of the sub x sub points of tap t's
+   cell (side 2 / k about the tap's grid offset). */
+void lie_cell_point(int k, int t, int sub, int s, double *x, double *y);
 
 #endif

@@ -129,6 +129,12 @@ static int lie_setup(sv_run *r, void **state)
       sv_opt_int(r, "-kernel_layers", 3, "sine layers of the SIREN kernel network",
                  &a->kernel_layers) < 0 ||
       sv_opt_real(r, "-omega", 10, "SIREN frequency omega_0 of every sine layer", &a->omega) < 0 ||
+      sv_opt_int(r, "-kernel_sub", 1, "S > 1: each tap's weight is the mean of the kernel (times "
+                 "its mask) over S x S points of the tap's pixel cell instead of its value at the "
+                 "centre: the kernel low-passed before it is sampled, so that its frequencies above "
+                 "the pixel grid's do not alias and a rotation between the square grid's own "
+                 "(45 degrees) acts on the network as on the continuous kernels (README)",
+                 &a->kernel_sub) < 0 ||
       sv_opt_real(r, "-rot_range", 180, "rotation samples: 180 is the full circle (2 pi k / N); "
                   "R < 180 spreads them evenly over [-R, R] degrees (partial equivariance)",
                   &rot_deg) < 0 ||
@@ -236,13 +242,16 @@ static int lie_setup(sv_run *r, void **state)
       need_int("-blocks", a->blocks, 0) < 0 || need_int("-head", a->head, 1) < 0 ||
       need_int("-cnn_channels", a->cnn_channels, 0) < 0 ||
       need_int("-kernel_width", a->kernel_width, 1) < 0 ||
-      need_int("-kernel_layers", a->kernel_layers, 1) < 0 || need_int("-batch", o.batch, 1) < 0 ||
+      need_int("-kernel_layers", a->kernel_layers, 1) < 0 ||
+      need_int("-kernel_sub", a->kernel_sub, 1) < 0 || need_int("-batch", o.batch, 1) < 0 ||
       need_int("-train_size", o.train_size, 1) < 0 || need_int("-val_size", o.val_size, 0) < 0 ||
       need_int("-test_size", o.test_size, 1) < 0 || need_int("-eval_batch", o.eval_batch, 1) < 0 ||
       need_int("-test_seed", o.test_seed, 0) < 0)
     return -1;
   if (!o.eval_only && need_int("-epochs", o.epochs, 1) < 0)
     return -1;
+  if (a->kernel_sub > 8) /* 64 kernel-network points per tap already; more costs memory, not accuracy */
+    return sv_fail("option -kernel_sub = %d: must be at most 8", a->kernel_sub);
   if (!(a->omega > 0) || !isfinite(a->omega))
     return sv_fail("option -omega = %g: must be > 0", a->omega);
   if (!(rot_deg > 0 && rot_deg <= 180))

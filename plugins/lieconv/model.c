@@ -41,6 +41,7 @@ static lie_layer *add_layer(lie_model *m, const char *name, int lift, int cin, i
   L->set_in = set_in;
   L->set_out = set_out;
   L->k = 5;
+  L->sub = m->a.kernel_sub;
   L->mask = m->a.mask;
   L->angle = m->a.angle;
   L->net.width = m->a.kernel_width;
@@ -395,11 +396,11 @@ void lie_model_describe(const lie_model *m, char *buf, size_t size)
   const lie_arch *a = &m->a;
   if (a->kind == LIE_MODEL_LIE)
     snprintf(buf, size, "Lie-group network over R^2 x| %s: %d channels x %d samples, %d residual "
-             "block(s), %s, final %dx%d, SIREN kernels %d x %d (w0 %g), %s pooling, head %d; %zu "
+             "block(s), %s, final %dx%d, SIREN kernels %d x %d (w0 %g, %d x %d points per tap), %s pooling, head %d; %zu "
              "parameters", a->group == LIE_GL2 ? "GL+(2)" : a->group == LIE_SL2 ? "SL(2)" : "SO(2)",
              a->channels, a->samples, a->blocks, a->mid ? (a->pad ? "mid conv (padding 2) + pool" : "mid conv + pool") : "no mid conv",
              lie_arch_final_size(a), lie_arch_final_size(a), a->kernel_layers, a->kernel_width, a->omega,
-             a->pool == LIE_POOL_MAX ? "max" : a->pool == LIE_POOL_MEAN ? "mean" : "sorted", a->head, sv_params_count(m->p));
+             a->kernel_sub, a->kernel_sub, a->pool == LIE_POOL_MAX ? "max" : a->pool == LIE_POOL_MEAN ? "mean" : "sorted", a->head, sv_params_count(m->p));
   else
     snprintf(buf, size, "CNN: %d channels, %d residual block(s), %s, final %dx%d, global %s "
              "pooling, head %d; %zu parameters", a->cnn_channels, a->blocks,

@@ -49,6 +49,7 @@ typedef struct {
   int same; /* 1: the lift and the last convolution padded by 2 (maps keep their size) */
   int lift_only; /* with same: only the lift padded, the last convolution not (final 16x16) */
   int kernel_width, kernel_layers;
+  int kernel_sub; /* kernel points per tap along each axis (layers.h); 1: the cell centre */
   double omega, spd_var, rot_range; /* rot_range in radians */
   int spd_orbit; /* P parts in rotation orbits of this size (samples.h); 0 or 1: independent */
   lie_mask mask;
