@@ -409,7 +409,8 @@ def save_checkpoint(path, net):
 
 # ---------------------------------------------------------------- main
 
-def main():
+def parser():
+    """The peer's options (also read by bench/lieconv_rotation.py)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True)
     ap.add_argument("--samples_file")
@@ -450,13 +451,22 @@ def main():
     ap.add_argument("--check_count", type=int, default=8)
     ap.add_argument("--rate_steps", type=int, default=0)
     ap.add_argument("--save", help="write the trained parameters as a C checkpoint")
-    a = ap.parse_args()
+    return ap
+
+
+def resolve(a):
+    """The plugin's 'auto' and 0 defaults, resolved as it resolves them."""
     if a.mask == "auto":
         a.mask = "smooth" if a.group == "gl2" else "hard"
     if a.pool == "auto":  # as the C plugin: sorted for the Lie-group network, max for the CNN
         a.pool = "sorted" if a.model == "lie" else "max"
     if a.cnn_channels == 0:
         a.cnn_channels = a.channels * a.samples
+    return a
+
+
+def main():
+    a = resolve(parser().parse_args())
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     dtype = torch.float32 if a.dtype == "float32" else torch.float64
