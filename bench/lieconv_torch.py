@@ -429,7 +429,7 @@ def parser():
     ap.add_argument("--kernel_width", type=int, default=60)
     ap.add_argument("--kernel_layers", type=int, default=3)
     ap.add_argument("--omega", type=float, default=10.0)
-    ap.add_argument("--kernel_sub", type=int, default=1, help="kernel points per tap along each axis (the plugin's -kernel_sub)")
+    ap.add_argument("--kernel_sub", type=int, default=4, help="kernel points per tap along each axis (the plugin's -kernel_sub)")
     ap.add_argument("--mask", default="auto", choices=["auto", "hard", "smooth"])
     ap.add_argument("--pool", default="auto", choices=["auto", "max", "mean", "sorted"])
     ap.add_argument("--kernel_angle", default="chart", choices=["chart", "circle"])

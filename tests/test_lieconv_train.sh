@@ -48,9 +48,12 @@ fi
 # 0.082), and the padded skeleton is checked in test_lieconv.c. It also
 # keeps the max pooling of those measurements (the default became sorted
 # pooling in issue 9's eighth session; the equivariance and MPI runs here
-# use it).
+# use it), and the kernels sampled at the taps' centres (-kernel_sub 1; 4,
+# the cell means, became the default in the ninth session, and the
+# equivariance and MPI runs use that too).
 tiny="-group sl2 -channels 6 -samples 4 -epochs 3 -train_size 1600 -batch 32 -lr 5e-3 \
-  -kernel_width 16 -final_norm 0 -same 0 -spd_var 0.1 -pool max -val_size 200 -test_size 500"
+  -kernel_width 16 -final_norm 0 -same 0 -spd_var 0.1 -pool max -kernel_sub 1 -val_size 200 \
+  -test_size 500"
 if run tiny $P $tiny -write_init 1 -write_affine 1 -write_logits 4; then
   check tiny acc_affine ">=" 0.25
   check tiny acc_centred ">=" 0.38
@@ -136,6 +139,8 @@ refuse liftonly "option -lift_only 1 needs -same 1" $P -same 0 -lift_only 1
 refuse badpool "option -pool = 'min': expected auto, max, mean or sorted" $P -pool min
 refuse cnnsorted "option -pool sorted: the CNN has no sample axis" $P -model cnn -pool sorted
 refuse badangle "option -kernel_angle = 'polar': expected chart or circle" $P -kernel_angle polar
+refuse zerosub "option -kernel_sub = 0: must be >= 1" $P -kernel_sub 0
+refuse bigsub "option -kernel_sub = 9: must be at most 8" $P -kernel_sub 9
 refuse nolabels "option -test_images needs -test_labels" $P \
   -test_images "$data/t10k-images-idx3-ubyte.gz"
 refuse wrongsize "must be 40x40" $P -epochs 1 -train_size 64 -val_size 0 -test_size 10 \
