@@ -52,12 +52,11 @@ int lie_layer_build(lie_layer *L, sv_graph *g, sv_params *p)
   L->net.nout = L->cout * L->cin;
   L->net.fan_in = (double)L->cin * kk;
   snprintf(nm, sizeof nm, "%s.kernel", L->name);
-  sv_node *K = lie_siren_build(p, nm, &L->net, L->zin);
-  K = sv_mul(K, L->fin);
-  if (ss > 1) { /* [taps ss, oc] -> [taps, oc]: the factors carry the 1 / ss */
-    int cells[3] = {L->nout * L->nin * kk, ss, L->net.nout};
-    K = sv_sum_axis(sv_reshape(K, 3, cells), 1);
-  }
+  /* [taps, oc]; with sub > 1 the factor-weighted sums over each tap's ss
+     points (the factors carry the 1 / ss of the mean) */
+  sv_node *K = ss > 1 ? lie_siren_build_weighted(p, nm, &L->net, L->zin, L->fin,
+                                                  L->nout * L->nin * kk, ss)
+                      : sv_mul(lie_siren_build(p, nm, &L->net, L->zin), L->fin);
   /* filter index ((o nout + i) cin nin + c nin + j) kk + t  <-
      kernel index ((i nin + j) kk + t) cout cin + o cin + c */
   size_t at = 0;

@@ -6,7 +6,10 @@
 #include <math.h>
 #include <stdio.h>
 
-sv_node *lie_siren_build(sv_params *p, const char *name, const lie_siren *s, sv_node *z)
+/* The sine layers: z [P, din] -> h_L [P, width]; the output layer's blocks
+   declared too (in the order of the checkpoints), returned in *A and *a. */
+static sv_node *hidden(sv_params *p, const char *name, const lie_siren *s, sv_node *z, sv_node **A,
+                       sv_node **a)
 {
   if (!z)
     return NULL;
@@ -25,10 +28,28 @@ sv_node *lie_siren_build(sv_params *p, const char *name, const lie_siren *s, sv_
   }
   int wd[2] = {nin, s->nout}, bd[1] = {s->nout};
   snprintf(bn, sizeof bn, "%s.out.W", name);
-  sv_node *A = sv_param(g, p, bn, 2, wd);
+  *A = sv_param(g, p, bn, 2, wd);
   snprintf(bn, sizeof bn, "%s.out.b", name);
-  sv_node *a = sv_param(g, p, bn, 1, bd);
-  return sv_add(sv_matmul(h, A), a);
+  *a = sv_param(g, p, bn, 1, bd);
+  return h;
+}
+
+sv_node *lie_siren_build(sv_params *p, const char *name, const lie_siren *s, sv_node *z)
+{
+  sv_node *A, *a, *h = hidden(p, name, s, z, &A, &a);
+  return h ? sv_add(sv_matmul(h, A), a) : NULL;
+}
+
+sv_node *lie_siren_build_weighted(sv_params *p, const char *name, const lie_siren *s, sv_node *z,
+                                  sv_node *f, int npoints, int group)
+{
+  sv_node *A, *a, *h = hidden(p, name, s, z, &A, &a);
+  if (!h)
+    return NULL;
+  int hd[3] = {npoints, group, s->width}, fd[3] = {npoints, group, 1}, row[2] = {1, s->nout};
+  sv_node *hs = sv_sum_axis(sv_reshape(sv_mul(h, f), 3, hd), 1); /* [P, width] */
+  sv_node *fs = sv_sum_axis(sv_reshape(f, 3, fd), 1);             /* [P, 1] */
+  return sv_add(sv_matmul(hs, A), sv_matmul(fs, sv_reshape(a, 2, row)));
 }
 
 static int fill_uniform(sv_params *p, const char *block, double lo, double hi, gsl_rng *rng)

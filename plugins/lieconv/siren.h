@@ -25,6 +25,13 @@ typedef struct {
 
 /* z [P, din] (not batched) -> [P, nout]. NULL (graph error) on failure. */
 sv_node *lie_siren_build(sv_params *p, const char *name, const lie_siren *s, sv_node *z);
+/* The weighted sums of the network's values over groups of `group`
+   consecutive points: out_i = sum_s f_{i s} k(z_{i s}), z [npoints group,
+   din], f [npoints group, 1] -> [npoints, nout]. The output layer is
+   linear, so it runs on the weighted sums of the last sine layer,
+   (sum_s f h_L) A + (sum_s f) a: once per group instead of once per point. */
+sv_node *lie_siren_build_weighted(sv_params *p, const char *name, const lie_siren *s, sv_node *z,
+                                  sv_node *f, int npoints, int group);
 /* Draw the initial values of the blocks of `name` into p's data. */
 int lie_siren_init(sv_params *p, const char *name, const lie_siren *s, gsl_rng *rng);
 
