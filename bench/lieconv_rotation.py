@@ -2,10 +2,10 @@
 """bench/lieconv_rotation.py -- how far a trained lieconv_affine model is
 invariant to rotations of its input, angle by angle.
 
-    lieconv_rotation.py RUNDIR --data DIR [the run's model options, as the peer takes them]
+    lieconv_rotation.py RUNDIR --data DIR [peer options that override the run's]
 
 Loads RUNDIR/checkpoint.bin (and RUNDIR/samples.txt for the Lie-group
-network) into the PyTorch peer (bench/lieconv_torch.py; its logits agree
+network), with the model options of RUNDIR/summary.json, into the PyTorch peer (bench/lieconv_torch.py; its logits agree
 with the C plugin's to ~1e-14), rotates the first --count centred test
 images of DIR by exact angles about the canvas centre (bilinear, the
 plugin's convention: out(p) = in(R^-1 p), x along columns), and prints per
@@ -16,6 +16,7 @@ degrees; at multiples of 360/N it is invariant only as far as its sums
 over the square grid of kernel taps stand for integrals of the continuous
 kernels (see -kernel_sub in the README).
 """
+import json
 import math
 import sys
 
@@ -23,27 +24,37 @@ import numpy as np
 import torch
 
 import lieconv_torch as peer
+from affine_testset import bilinear
 
 ANGLES = [0, 5, 11.25, 22.5, 33.75, 45, 67.5, 90]
 
 
 def rotate(imgs, deg):
+    """out(p) = in(R^-1 p) about the canvas centre, bilinear, zero outside."""
     S = imgs.shape[-1]
     c = (S - 1) / 2
     t = math.radians(deg)
     co, si = math.cos(t), math.sin(t)
     yy, xx = np.mgrid[0:S, 0:S]
     x, y = xx - c, yy - c
-    sx, sy = co * x + si * y + c, -si * x + co * y + c  # R^-1 p
-    x0, y0 = np.floor(sx).astype(int), np.floor(sy).astype(int)
-    fx, fy = sx - x0, sy - y0
-    out = np.zeros_like(imgs)
-    for dy in (0, 1):
-        for dx in (0, 1):
-            xi, yi = x0 + dx, y0 + dy
-            w = (fx if dx else 1 - fx) * (fy if dy else 1 - fy)
-            ok = (xi >= 0) & (xi < S) & (yi >= 0) & (yi < S)
-            out += np.where(ok, w, 0) * imgs[:, np.clip(yi, 0, S - 1), np.clip(xi, 0, S - 1)]
+    u, v = co * x + si * y + c, -si * x + co * y + c  # R^-1 p: column u, row v
+    return np.stack([bilinear(img, u, v) for img in imgs])
+
+
+def run_options(run, ap):
+    """The run's model options (summary.json) as peer arguments; the command
+    line comes after them, so it overrides them."""
+    o = json.load(open(run + "/summary.json"))["options"]
+    o.setdefault("kernel_sub", 1)  # runs from before -kernel_sub sampled each tap once
+    known = {x.dest for x in ap._actions}
+    model = ["model", "group", "channels", "samples", "mid", "pad", "same", "blocks", "head",
+             "cnn_channels", "kernel_width", "kernel_layers", "kernel_sub", "omega", "mask",
+             "kernel_angle", "pool", "final_norm"]
+    out = ["--samples_file", run + "/samples.txt"]
+    for k in model:
+        if k in o and k in known:
+            v = o[k]
+            out += ["--" + k, str(int(v) if isinstance(v, bool) else v)]
     return out
 
 
@@ -53,10 +64,7 @@ def main():
     run = sys.argv[1]
     ap = peer.parser()
     ap.add_argument("--count", type=int, default=200)
-    args = sys.argv[2:]
-    if "--samples_file" not in args:
-        args += ["--samples_file", run + "/samples.txt"]
-    a = peer.resolve(ap.parse_args(args))
+    a = peer.resolve(ap.parse_args(run_options(run, ap) + sys.argv[2:]))
     torch.set_num_threads(a.threads)
     g = peer.read_samples(a.samples_file) if a.model == "lie" else None
     net = peer.Net(a, g, torch.float64).to(torch.float64)

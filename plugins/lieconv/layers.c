@@ -27,7 +27,7 @@ void lie_cell_point(int k, int t, int sub, int s, double *x, double *y)
 int lie_layer_build(lie_layer *L, sv_graph *g, sv_params *p)
 {
   int kk = L->k * L->k;
-  if (L->sub < 1)
+  if (L->sub < 1) /* a layer struct zeroed by its caller: the cell centre */
     L->sub = 1;
   int ss = L->sub * L->sub;
   if (L->lift)
