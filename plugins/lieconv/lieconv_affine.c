@@ -194,7 +194,10 @@ static int lie_setup(sv_run *r, void **state)
                   "Fashion-MNIST)", &o.kernel_lr) < 0 ||
       sv_opt_real(r, "-weight_decay", 0.01, "AdamW's decoupled weight decay (PyTorch's default), "
                   "on every parameter block", &o.weight_decay) < 0 ||
-      sv_opt_int(r, "-warmup", 0, "linear learning-rate warm-up steps before the cosine",
+      sv_opt_int(r, "-warmup", 0, "linear learning-rate warm-up steps before the cosine "
+                 "(62, one epoch at the defaults, skips a plateau of about 70 steps at the start: "
+                 "+4.8 / +0.3 affine validation points on Fashion-MNIST over 2 seeds, level or "
+                 "behind on digits; README)",
                  &o.warmup) < 0 ||
       sv_opt_int(r, "-train_size", 4000, "training images: the first of the training file",
                  &o.train_size) < 0 ||
