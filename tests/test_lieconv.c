@@ -589,6 +589,24 @@ START_TEST(test_invariance_so2)
       ck_assert_msg(rot > 1e-6, "sl2, sorted pooling: rotation change %g", rot);
     lie_model_free(m);
   }
+  /* aligned pooling shifts the whole C x N matrix of spatial maxima by a
+     learned soft choice of shift: exactly invariant to a cyclic shift of
+     the samples, which a 90-degree rotation is for so2 (N / 4 samples) */
+  for (int grp = LIE_SO2; grp <= LIE_SL2; grp++) {
+    lie_arch a = small_arch((lie_group)grp, 3, 8);
+    a.pool = LIE_POOL_ALIGN;
+    a.same = 1;
+    m = small_model(a, 2, 70 + grp);
+    ck_assert_int_eq(sv_dim(m->pooled, 1), 3 * 8);
+    rot = logit_change(m, 6, x, lie_rot90);
+    double ref = logit_change(m, 6, x, lie_reflect);
+    if (grp == LIE_SO2)
+      ck_assert_msg(rot <= 1e-10 && ref > 1e6 * rot, "so2, aligned pooling: a 90-degree rotation "
+                    "changes the logits by %g, a reflection by %g", rot, ref);
+    else
+      ck_assert_msg(rot > 1e-6, "sl2, aligned pooling: rotation change %g", rot);
+    lie_model_free(m);
+  }
   /* and N not divisible by 4 misses 90 degrees */
   m = small_model(small_arch(LIE_SO2, 3, 6), 2, 31);
   rot = logit_change(m, 6, x, lie_rot90);
@@ -835,7 +853,8 @@ END_TEST
 
 START_TEST(test_gradient)
 {
-  for (int kind = 0; kind < 3; kind++) { /* lie, cnn, lie with sorted pooling and -kernel_sub 2 */
+  for (int kind = 0; kind < 4; kind++) { /* lie, cnn, lie with sorted pooling and -kernel_sub 2,
+                                            lie with aligned pooling */
     lie_arch a = small_arch(LIE_GL2, 2, 4);
     a.mask = LIE_MASK_SMOOTH;
     a.blocks = 1;
@@ -849,6 +868,8 @@ START_TEST(test_gradient)
       a.pool = LIE_POOL_SORTED;
       a.kernel_sub = 2; /* the kernels' means over their cells */
     }
+    if (kind == 3)
+      a.pool = LIE_POOL_ALIGN;
     lie_model *m = small_model(a, 3, 40 + kind);
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
     gsl_rng_set(rng, 8);
@@ -883,7 +904,7 @@ START_TEST(test_gradient)
         if (err > worst)
           worst = err;
         ck_assert_msg(err < 1e-5, "%s block %s[%zu]: gradient %.10g, finite difference %.10g",
-                      kind == 1 ? "cnn" : kind ? "lie (sorted)" : "lie", sv_params_block_name(m->p, b), i - off, g[i], fd);
+                      kind == 1 ? "cnn" : kind == 2 ? "lie (sorted)" : kind ? "lie (aligned)" : "lie", sv_params_block_name(m->p, b), i - off, g[i], fd);
       }
     }
     free(g);

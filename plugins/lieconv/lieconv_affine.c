@@ -83,7 +83,7 @@ static int lie_setup(sv_run *r, void **state)
   char group[32];
   static const char *const models[] = {"lie", "cnn"};
   static const char *const masks[] = {"auto", "hard", "smooth"};
-  static const char *const pools[] = {"auto", "max", "mean", "sorted"};
+  static const char *const pools[] = {"auto", "max", "mean", "sorted", "align"};
   static const char *const angles[] = {"chart", "circle"};
   int model = 0, mask = 0, pool = 0, angle = 0;
   double rot_deg = 180;
@@ -162,7 +162,11 @@ static int lie_setup(sv_run *r, void **state)
                  "permutation of the samples as the max; Lie-group network only); auto: sorted "
                  "for the Lie-group network (2 seeds: 2.0 / 2.3 points more centred / affine "
                  "validation accuracy than max on digits, 2.3 / 3.9 on Fashion-MNIST; our "
-                 "choice, not the paper's), max for the CNN", pools, 4, &pool) < 0 ||
+                 "choice, not the paper's), max for the CNN; align (new, our construction): the C x N "
+                 "matrix of spatial maxima shifted cyclically along the samples by a learned "
+                 "soft choice of shift (softmax of <A, shifted matrix>, A learned), so that the "
+                 "channels keep their relative orientations, exactly invariant to a cyclic "
+                 "shift of the samples", pools, 5, &pool) < 0 ||
       opt_choice(r, "-kernel_angle", "chart", "how a group convolution's kernel network sees the "
                  "angle theta of g_i^-1 h_j: chart (theta in [0, 2 pi), the reference) or circle "
                  "(cos theta, sin theta): the chart angle jumps from 0 to 2 pi, and relative "
@@ -173,10 +177,12 @@ static int lie_setup(sv_run *r, void **state)
   a->mask = mask == 0 ? (a->group == LIE_GL2 ? LIE_MASK_SMOOTH : LIE_MASK_HARD)
                       : mask == 1 ? LIE_MASK_HARD : LIE_MASK_SMOOTH;
   static const lie_pool pool_of[] = {LIE_POOL_MAX /* auto: below */, LIE_POOL_MAX,
-                                      LIE_POOL_MEAN, LIE_POOL_SORTED};
+                                      LIE_POOL_MEAN, LIE_POOL_SORTED, LIE_POOL_ALIGN};
   a->pool = pool ? pool_of[pool] : a->kind == LIE_MODEL_CNN ? LIE_POOL_MAX : LIE_POOL_SORTED;
-  if (a->pool == LIE_POOL_SORTED && a->kind == LIE_MODEL_CNN)
-    return sv_fail("option -pool sorted: the CNN has no sample axis to sort (use max or mean)");
+  if ((a->pool == LIE_POOL_SORTED || a->pool == LIE_POOL_ALIGN) && a->kind == LIE_MODEL_CNN)
+    return sv_fail("option -pool %s: the CNN has no sample axis to %s (use max or mean)",
+                   a->pool == LIE_POOL_SORTED ? "sorted" : "align",
+                   a->pool == LIE_POOL_SORTED ? "sort" : "shift");
   if (sv_opt_string(r, "-samples_file", "", "read the group samples from FILE (lines 'set index "
                     "theta P00 P01 P11', g = P R(theta)) instead of drawing them; every run "
                     "writes its own to samples.txt", o.samples_file, sizeof o.samples_file) < 0 ||

@@ -86,7 +86,8 @@ int lie_arch_pooled_width(const lie_arch *a)
 {
   if (a->kind == LIE_MODEL_CNN)
     return a->cnn_channels;
-  return a->pool == LIE_POOL_SORTED ? a->channels * a->samples : a->channels;
+  return a->pool == LIE_POOL_SORTED || a->pool == LIE_POOL_ALIGN ? a->channels * a->samples
+                                                                 : a->channels;
 }
 
 /* Features before invariant pooling: [B, C, rest]. The Lie-group and the
@@ -123,6 +124,46 @@ static sv_node *build_features(lie_model *m)
   return sv_reshape(h, 3, d3);
 }
 
+/*
+ * Aligned pooling: M[c, i], the max over space of channel c at sample i,
+ * cyclically shifted along the sample axis to a canonical orientation.
+ * A rotation by 2 pi / N (for rotation-closed samples) shifts M by one
+ * sample, i -> i + 1. Sorting each channel (sorted pooling) forgets how the
+ * channels' orientations relate; here the whole C x N matrix is shifted
+ * instead, by a learned soft choice of shift: with F_k = M shifted by k,
+ * scores s_k = <A, F_k> (A a learned C x N block), w = softmax(s), the
+ * features are sum_k w_k F_k. Shifting the input shifts the scores with
+ * it, so the sum is exactly invariant to cyclic shifts of the samples.
+ * Our construction (a soft canonicalisation), not the paper's.
+ */
+static sv_node *aligned_pool(lie_model *m, sv_node *f)
+{
+  const lie_arch *a = &m->a;
+  int C = a->channels, N = a->samples, fs = lie_arch_final_size(a);
+  int per[3] = {SV_BATCH, C * N, fs * fs}, cn[3] = {SV_BATCH, C, N};
+  sv_node *M = sv_reshape(sv_max_axis(sv_reshape(f, 3, per), 2), 3, cn);
+  /* F[b, c, k, i] = M[b, c, (i + k) mod N], built as N shifted copies */
+  sv_node **shifted = malloc((size_t)N * sizeof *shifted);
+  if (!shifted)
+    return NULL;
+  int one[4] = {SV_BATCH, C, 1, N};
+  for (int k = 0; k < N; k++) {
+    sv_node *r = M;
+    if (k) {
+      sv_node *parts[2] = {sv_slice(M, 2, k, N - k), sv_slice(M, 2, 0, k)};
+      r = sv_concat(2, parts, 2);
+    }
+    shifted[k] = sv_reshape(r, 4, one);
+  }
+  sv_node *F = sv_concat(N, shifted, 2); /* [B, C, N (shift), N (sample)] */
+  free(shifted);
+  int ad[3] = {C, 1, N}, wd[4] = {SV_BATCH, 1, N, 1}, flat[2] = {SV_BATCH, C * N};
+  sv_node *A = param(m, "pool.align.A", 3, ad);
+  sv_node *s = sv_sum_axis(sv_sum_axis(sv_mul(F, A), 3), 1); /* [B, N] */
+  sv_node *w = sv_reshape(sv_exp(sv_log_softmax(s, 1)), 4, wd);
+  return sv_reshape(sv_sum_axis(sv_mul(F, w), 2), 2, flat);
+}
+
 static int build(lie_model *m)
 {
   const lie_arch *a = &m->a;
@@ -134,7 +175,9 @@ static int build(lie_model *m)
     return -1;
   int width = lie_arch_pooled_width(a);
   sv_node *pooled;
-  if (a->pool == LIE_POOL_SORTED) {
+  if (a->pool == LIE_POOL_ALIGN) {
+    pooled = aligned_pool(m, f);
+  } else if (a->pool == LIE_POOL_SORTED) {
     int C = a->channels, N = a->samples, fs = lie_arch_final_size(a);
     int per[3] = {SV_BATCH, C * N, fs * fs}, cn[3] = {SV_BATCH, C, N}, flat[2] = {SV_BATCH, C * N};
     pooled = sv_max_axis(sv_reshape(f, 3, per), 2);
@@ -142,6 +185,8 @@ static int build(lie_model *m)
   } else {
     pooled = a->pool == LIE_POOL_MAX ? sv_max_axis(f, 2) : sv_mean_axis(f, 2);
   }
+  if (!pooled)
+    return sv_fail("building the invariant pooling: out of memory");
   int w1[2] = {width, a->head}, hs[1] = {a->head}, w2[2] = {a->head, LIE_NCLASSES},
       b2[1] = {LIE_NCLASSES};
   m->pooled = pooled;
@@ -294,6 +339,12 @@ int lie_model_init(lie_model *m, gsl_rng *rng)
     if (fill(m->p, "cnn.final.W", -bnd, bnd, rng) < 0)
       return -1;
   }
+  /* the alignment scores: U(+-1), so that at initialisation the scores of
+     the N shifts differ by O(1) (pooled features vary by ~0.4 between
+     samples) and the choice of shift is already fairly sharp */
+  if (a->kind == LIE_MODEL_LIE && a->pool == LIE_POOL_ALIGN &&
+      fill(m->p, "pool.align.A", -1, 1, rng) < 0)
+    return -1;
   int width = lie_arch_pooled_width(a);
   double b1 = 1 / sqrt((double)width), b2 = 1 / sqrt((double)a->head);
   if (fill(m->p, "head.1.W", -b1, b1, rng) < 0 || fill(m->p, "head.1.b", 0, 0, rng) < 0 ||
@@ -400,7 +451,7 @@ void lie_model_describe(const lie_model *m, char *buf, size_t size)
              "parameters", a->group == LIE_GL2 ? "GL+(2)" : a->group == LIE_SL2 ? "SL(2)" : "SO(2)",
              a->channels, a->samples, a->blocks, a->mid ? (a->pad ? "mid conv (padding 2) + pool" : "mid conv + pool") : "no mid conv",
              lie_arch_final_size(a), lie_arch_final_size(a), a->kernel_layers, a->kernel_width, a->omega,
-             a->kernel_sub, a->kernel_sub, a->pool == LIE_POOL_MAX ? "max" : a->pool == LIE_POOL_MEAN ? "mean" : "sorted", a->head, sv_params_count(m->p));
+             a->kernel_sub, a->kernel_sub, a->pool == LIE_POOL_MAX ? "max" : a->pool == LIE_POOL_MEAN ? "mean" : a->pool == LIE_POOL_ALIGN ? "aligned" : "sorted", a->head, sv_params_count(m->p));
   else
     snprintf(buf, size, "CNN: %d channels, %d residual block(s), %s, final %dx%d, global %s "
              "pooling, head %d; %zu parameters", a->cnn_channels, a->blocks,

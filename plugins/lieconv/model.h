@@ -40,7 +40,7 @@ typedef enum { LIE_MODEL_LIE = 0, LIE_MODEL_CNN } lie_model_kind;
 /* sorted: the max over space of each (channel, sample), then those N values
    of each channel sorted (C N features, invariant to any permutation of the
    samples, as the max over them is: the max is the first of each channel) */
-typedef enum { LIE_POOL_MAX = 0, LIE_POOL_MEAN, LIE_POOL_SORTED } lie_pool;
+typedef enum { LIE_POOL_MAX = 0, LIE_POOL_MEAN, LIE_POOL_SORTED, LIE_POOL_ALIGN } lie_pool;
 
 typedef struct {
   lie_model_kind kind;
