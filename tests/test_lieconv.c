@@ -868,8 +868,10 @@ START_TEST(test_gradient)
       a.pool = LIE_POOL_SORTED;
       a.kernel_sub = 2; /* the kernels' means over their cells */
     }
-    if (kind == 3)
+    if (kind == 3) {
       a.pool = LIE_POOL_ALIGN;
+      a.align_shift = 1; /* shifts -1, 0, 1 of the 4 samples */
+    }
     lie_model *m = small_model(a, 3, 40 + kind);
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
     gsl_rng_set(rng, 8);

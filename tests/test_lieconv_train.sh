@@ -136,8 +136,11 @@ refuse zerosamples "option -samples = 0: must be >= 1" $P -samples 0
 refuse badmodel "option -model = 'resnet': expected lie or cnn" $P -model resnet
 refuse badpad "option -pad = 1: expected 0 or 2" $P -pad 1
 refuse liftonly "option -lift_only 1 needs -same 1" $P -same 0 -lift_only 1
-refuse badpool "option -pool = 'min': expected auto, max, mean or sorted" $P -pool min
+refuse badpool "option -pool = 'min': expected auto, max, mean, sorted or align" $P -pool min
 refuse cnnsorted "option -pool sorted: the CNN has no sample axis" $P -model cnn -pool sorted
+refuse cnnalign "option -pool align: the CNN has no sample axis to shift" $P -model cnn -pool align
+refuse bigshift "option -align_shift = 4: must be 0 (all shifts) or K with 2 K + 1 <= -samples = 8" \
+  $P -pool align -align_shift 4
 refuse badangle "option -kernel_angle = 'polar': expected chart or circle" $P -kernel_angle polar
 refuse zerosub "option -kernel_sub = 0: must be >= 1" $P -kernel_sub 0
 refuse bigsub "option -kernel_sub = 9: must be at most 8" $P -kernel_sub 9

@@ -136,6 +136,10 @@ static int lie_setup(sv_run *r, void **state)
                  "network as on the continuous kernels; 4 against 1: +1.6 points on a held-out "
                  "+-45-degree digits set, +0.6 affine validation, 1.1 to 1.14 times the training "
                  "time with 2 threads (README)", &a->kernel_sub) < 0 ||
+      sv_opt_int(r, "-align_shift", 0, "with -pool align: the shifts of the samples it "
+                 "chooses from, -K..K (0: all N, exactly invariant to a cyclic shift; with K < N / 2 "
+                 "a rotation far from upright is not undone, so 6 and 9 stay apart)",
+                 &a->align_shift) < 0 ||
       sv_opt_real(r, "-rot_range", 180, "rotation samples: 180 is the full circle (2 pi k / N); "
                   "R < 180 spreads them evenly over [-R, R] degrees (partial equivariance)",
                   &rot_deg) < 0 ||
@@ -264,6 +268,9 @@ static int lie_setup(sv_run *r, void **state)
     return -1;
   if (a->kernel_sub > 8) /* 64 kernel-network points per tap already; more costs memory, not accuracy */
     return sv_fail("option -kernel_sub = %d: must be at most 8", a->kernel_sub);
+  if (a->align_shift < 0 || 2 * a->align_shift + 1 > a->samples)
+    return sv_fail("option -align_shift = %d: must be 0 (all shifts) or K with 2 K + 1 <= "
+                   "-samples = %d", a->align_shift, a->samples);
   if (!(a->omega > 0) || !isfinite(a->omega))
     return sv_fail("option -omega = %g: must be > 0", a->omega);
   if (!(rot_deg > 0 && rot_deg <= 180))

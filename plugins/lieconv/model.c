@@ -142,24 +142,28 @@ static sv_node *aligned_pool(lie_model *m, sv_node *f)
   int C = a->channels, N = a->samples, fs = lie_arch_final_size(a);
   int per[3] = {SV_BATCH, C * N, fs * fs}, cn[3] = {SV_BATCH, C, N};
   sv_node *M = sv_reshape(sv_max_axis(sv_reshape(f, 3, per), 2), 3, cn);
-  /* F[b, c, k, i] = M[b, c, (i + k) mod N], built as N shifted copies */
-  sv_node **shifted = malloc((size_t)N * sizeof *shifted);
+  /* F[b, c, j, i] = M[b, c, (i + k_j) mod N] for the S shifts k_j: all N
+     (exactly invariant), or -K..K (`align_shift` K: a rotation far from
+     upright is then not undone, so a 6 stays apart from a 9) */
+  int K = a->align_shift, S = K ? 2 * K + 1 : N;
+  sv_node **shifted = malloc((size_t)S * sizeof *shifted);
   if (!shifted)
     return NULL;
   int one[4] = {SV_BATCH, C, 1, N};
-  for (int k = 0; k < N; k++) {
+  for (int j = 0; j < S; j++) {
+    int k = ((K ? j - K : j) % N + N) % N;
     sv_node *r = M;
     if (k) {
       sv_node *parts[2] = {sv_slice(M, 2, k, N - k), sv_slice(M, 2, 0, k)};
       r = sv_concat(2, parts, 2);
     }
-    shifted[k] = sv_reshape(r, 4, one);
+    shifted[j] = sv_reshape(r, 4, one);
   }
-  sv_node *F = sv_concat(N, shifted, 2); /* [B, C, N (shift), N (sample)] */
+  sv_node *F = sv_concat(S, shifted, 2); /* [B, C, S (shift), N (sample)] */
   free(shifted);
-  int ad[3] = {C, 1, N}, wd[4] = {SV_BATCH, 1, N, 1}, flat[2] = {SV_BATCH, C * N};
+  int ad[3] = {C, 1, N}, wd[4] = {SV_BATCH, 1, S, 1}, flat[2] = {SV_BATCH, C * N};
   sv_node *A = param(m, "pool.align.A", 3, ad);
-  sv_node *s = sv_sum_axis(sv_sum_axis(sv_mul(F, A), 3), 1); /* [B, N] */
+  sv_node *s = sv_sum_axis(sv_sum_axis(sv_mul(F, A), 3), 1); /* [B, S] */
   sv_node *w = sv_reshape(sv_exp(sv_log_softmax(s, 1)), 4, wd);
   return sv_reshape(sv_sum_axis(sv_mul(F, w), 2), 2, flat);
 }

@@ -50,6 +50,7 @@ typedef struct {
   int lift_only; /* with same: only the lift padded, the last convolution not (final 16x16) */
   int kernel_width, kernel_layers;
   int kernel_sub; /* kernel points per tap along each axis (layers.h); 1: the cell centre */
+  int align_shift; /* aligned pooling: shifts -K..K of the samples (0: all N) */
   double omega, spd_var, rot_range; /* rot_range in radians */
   int spd_orbit; /* P parts in rotation orbits of this size (samples.h); 0 or 1: independent */
   lie_mask mask;
