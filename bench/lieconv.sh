@@ -75,7 +75,7 @@ peer_opts() {
 import json, sys
 o = json.load(open(sys.argv[1] + "/summary.json"))["options"]
 keys = ["model", "group", "channels", "samples", "mid", "pad", "same", "blocks", "head", "cnn_channels",
-        "kernel_width", "kernel_layers", "kernel_sub", "omega", "mask", "kernel_angle", "pool", "final_norm", "epochs", "batch",
+        "kernel_width", "kernel_layers", "kernel_sub", "omega", "mask", "kernel_angle", "pool", "align_shift", "final_norm", "epochs", "batch",
         "lr", "kernel_lr", "warmup", "weight_decay", "train_size", "test_size"]
 # summary.json keeps the boolean options as true / false; the peer takes 0 / 1
 val = lambda v: int(v) if isinstance(v, bool) else v

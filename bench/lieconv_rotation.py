@@ -49,7 +49,7 @@ def run_options(run, ap):
     known = {x.dest for x in ap._actions}
     model = ["model", "group", "channels", "samples", "mid", "pad", "same", "blocks", "head",
              "cnn_channels", "kernel_width", "kernel_layers", "kernel_sub", "omega", "mask",
-             "kernel_angle", "pool", "final_norm"]
+             "kernel_angle", "pool", "align_shift", "final_norm"]
     out = ["--samples_file", run + "/samples.txt"]
     for k in model:
         if k in o and k in known:

@@ -3,7 +3,7 @@
 
 The same reduced network as plugins/lieconv/model.h (lifting layer, group
 convolutions with optional residual blocks, 2x2 max-pools, LayerNorm without parameters, GELU,
-invariant max or sorted pooling, a dense head), the same SIREN kernel networks on the
+invariant max, sorted or aligned pooling, a dense head), the same SIREN kernel networks on the
 same kernel points, built from the same group samples (the C run's
 samples.txt), the same data (an IDX directory, the first --train_size
 training images centred on a 40x40 canvas), the same optimizer (AdamW,
@@ -232,7 +232,10 @@ class Net(torch.nn.Module):
         self.a = a
         C = a.channels if a.model == "lie" else a.cnn_channels
         self.C = C
-        width = C * a.samples if a.pool == "sorted" else C
+        width = C * a.samples if a.pool in ("sorted", "align") else C
+        if a.pool == "align":  # the alignment scores' weights, U(+-1) as the plugin draws them
+            self.align_A = torch.nn.Parameter(torch.empty(C, 1, a.samples, dtype=dtype))
+            torch.nn.init.uniform_(self.align_A, -1, 1)
         if a.model == "lie":
             mask = a.mask
             self.lift = GLayer(a.group, 1, C, g[0], None, mask, a, dtype)
@@ -299,6 +302,13 @@ class Net(torch.nn.Module):
         if a.pool == "sorted":  # each (channel, sample)'s max over space; each channel's N sorted
             m = h.reshape(h.shape[0], self.C, a.samples, -1).amax(-1)
             return m.sort(dim=-1, descending=True, stable=True).values.reshape(h.shape[0], -1)
+        if a.pool == "align":  # the C x N maxima rolled by a soft, learned choice of shift
+            N = a.samples
+            m = h.reshape(h.shape[0], self.C, N, -1).amax(-1)
+            shifts = range(N) if a.align_shift == 0 else range(-a.align_shift, a.align_shift + 1)
+            f = torch.stack([torch.roll(m, -k, dims=2) for k in shifts], dim=2)  # f[b,c,j,i] = m[b,c,i+k_j]
+            w = torch.softmax((f * self.align_A).sum(dim=(1, 3)), dim=-1)
+            return (f * w[:, None, :, None]).sum(2).reshape(h.shape[0], -1)
         h = h.reshape(h.shape[0], self.C, -1)
         return h.amax(-1) if a.pool == "max" else h.mean(-1)
 
@@ -329,6 +339,8 @@ class Net(torch.nn.Module):
             if a.mid:
                 siren("mid", self.mid.net)
             siren("final", self.final.net)
+            if a.pool == "align":
+                out.append(("pool.align.A", self.align_A, False))
         else:
             out.append(("cnn.lift.W", self.lift_w, False))
             for b in range(a.blocks):
@@ -431,7 +443,8 @@ def parser():
     ap.add_argument("--omega", type=float, default=10.0)
     ap.add_argument("--kernel_sub", type=int, default=4, help="kernel points per tap along each axis (the plugin's -kernel_sub)")
     ap.add_argument("--mask", default="auto", choices=["auto", "hard", "smooth"])
-    ap.add_argument("--pool", default="auto", choices=["auto", "max", "mean", "sorted"])
+    ap.add_argument("--pool", default="auto", choices=["auto", "max", "mean", "sorted", "align"])
+    ap.add_argument("--align_shift", type=int, default=0, help="with --pool align: shifts -K..K (0: all)")
     ap.add_argument("--kernel_angle", default="chart", choices=["chart", "circle"])
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--batch", type=int, default=64)
