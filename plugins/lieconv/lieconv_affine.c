@@ -138,7 +138,10 @@ static int lie_setup(sv_run *r, void **state)
                  "time with 2 threads (README)", &a->kernel_sub) < 0 ||
       sv_opt_int(r, "-align_shift", 0, "with -pool align: the shifts of the samples it "
                  "chooses from, -K..K (0: all N, exactly invariant to a cyclic shift; with K < N / 2 "
-                 "a rotation far from upright is not undone, so 6 and 9 stay apart)",
+                 "a rotation far from upright is not undone, so 6 and 9 stay apart; with so2 and "
+                 "N = 8, K = 2 against all shifts on a held-out +-45-degree digits set: -1.0 and "
+                 "+4.9 points over 2 seeds, and +0.8 / +3.6 centred, +4.0 / +2.4 affine "
+                 "validation points; README)",
                  &a->align_shift) < 0 ||
       sv_opt_real(r, "-rot_range", 180, "rotation samples: 180 is the full circle (2 pi k / N); "
                   "R < 180 spreads them evenly over [-R, R] degrees (partial equivariance)",
@@ -170,7 +173,12 @@ static int lie_setup(sv_run *r, void **state)
                  "matrix of spatial maxima shifted cyclically along the samples by a learned "
                  "soft choice of shift (softmax of <A, shifted matrix>, A learned), so that the "
                  "channels keep their relative orientations, exactly invariant to a cyclic "
-                 "shift of the samples", pools, 5, &pool) < 0 ||
+                 "shift of the samples; measured (digits, 2 seeds): with sl2 +0.75 / +1.1 "
+                 "centred / affine validation points over sorted but 1.6 points less on a "
+                 "held-out +-45-degree set, and 9.4 points less affine validation on "
+                 "Fashion-MNIST (1 seed); with "
+                 "so2 and -align_shift 2 the most rotation-robust model, 6.0 and 7.65 points "
+                 "above the CNN at +-45 degrees (README)", pools, 5, &pool) < 0 ||
       opt_choice(r, "-kernel_angle", "chart", "how a group convolution's kernel network sees the "
                  "angle theta of g_i^-1 h_j: chart (theta in [0, 2 pi), the reference) or circle "
                  "(cos theta, sin theta): the chart angle jumps from 0 to 2 pi, and relative "
